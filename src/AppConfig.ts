@@ -1,0 +1,152 @@
+/**
+ * Every setting of Nexxi, read once at start-up through Effect `Config` (environment variables, then a `.env`
+ * file in the working directory). Secrets stay `Redacted` until the point of use.
+ */
+import { FileSystem } from "@effect/platform"
+import { NodeFileSystem } from "@effect/platform-node"
+import { Config, ConfigError, Console, Data, Effect, Either, LogLevel, Option, Redacted, Schema } from "effect"
+import { randomBytes } from "node:crypto"
+
+export const AppEnv = Schema.Literal("development", "staging", "production")
+export type AppEnv = typeof AppEnv.Type
+
+/** A start-up refusal with one line saying why (weak secret, bad value). */
+export class StartupError extends Data.TaggedError("StartupError")<{ readonly message: string }> {}
+
+const MIN_SECRET_LENGTH = 32
+
+const logLevelNames: Record<string, LogLevel.LogLevel> = {
+  trace: LogLevel.Trace,
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warn: LogLevel.Warning,
+  warning: LogLevel.Warning,
+  error: LogLevel.Error,
+  fatal: LogLevel.Fatal,
+  none: LogLevel.None
+}
+
+/** `LOG_LEVEL` accepts the owner's names (DEBUG / INFO / WARNING / ERROR) in any case. */
+const logLevel = Config.string("LOG_LEVEL").pipe(
+  Config.withDefault("info"),
+  Config.mapOrFail((name) => {
+    const level = logLevelNames[name.trim().toLowerCase()]
+    return level
+      ? Either.right(level)
+      : Either.left(
+          ConfigError.InvalidData([], `LOG_LEVEL must be one of ${Object.keys(logLevelNames).join(", ")}; got ${name}`)
+        )
+  })
+)
+
+const positiveInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `${name} must be a positive integer`, validation: (n) => n > 0 })
+  )
+
+const optionalSecret = (name: string) => Config.option(Config.redacted(name))
+
+const commaList = (name: string) =>
+  Config.string(name).pipe(
+    Config.withDefault(""),
+    Config.map((value) =>
+      value
+        .split(",")
+        .map((item) => item.trim())
+        .filter((item) => item.length > 0)
+    )
+  )
+
+const settings = Config.all({
+  appEnv: Config.literal("development", "staging", "production")("APP_ENV").pipe(Config.withDefault("development")),
+  host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
+  port: Config.port("PORT").pipe(Config.withDefault(8000)),
+  logLevel,
+  apiKey: optionalSecret("API_KEY"),
+  appSecretKey: optionalSecret("APP_SECRET_KEY"),
+  hfToken: optionalSecret("HF_TOKEN"),
+  hfModelName: Config.string("HF_MODEL_NAME").pipe(Config.withDefault("mistralai/Mistral-7B-Instruct-v0.3")),
+  redisUrl: optionalSecret("REDIS_URL"),
+  databaseUrl: optionalSecret("DATABASE_URL"),
+  maxBodyBytes: positiveInt("MAX_BODY_BYTES", 256 * 1024),
+  maxMessageChars: positiveInt("MAX_MESSAGE_CHARS", 32_000),
+  shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000),
+  sseKeepAliveMs: positiveInt("SSE_KEEPALIVE_MS", 15_000),
+  corsOrigins: commaList("CORS_ORIGINS"),
+  systemPrompt: Config.string("SYSTEM_PROMPT").pipe(
+    Config.withDefault("You are Nexxi, a helpful, accurate and concise assistant.")
+  ),
+  maxNewTokens: positiveInt("MAX_NEW_TOKENS", 512),
+  dataDir: Config.string("DATA_DIR").pipe(Config.withDefault("data")),
+  generator: Config.literal("echo")("GENERATOR").pipe(Config.option),
+  echoTokenDelayMs: Config.integer("ECHO_TOKEN_DELAY_MS").pipe(Config.withDefault(15)),
+  sessionTtlSeconds: positiveInt("SESSION_TTL_SECONDS", 24 * 60 * 60),
+  sessionMaxMessages: positiveInt("SESSION_MAX_MESSAGES", 200),
+  sessionMaxSessions: positiveInt("SESSION_MAX_SESSIONS", 10_000)
+})
+
+export type Settings = Config.Config.Success<typeof settings>
+
+/** The API key clients must send. In development Nexxi makes one up when none is configured. */
+export interface ApiKeySetting {
+  readonly key: Redacted.Redacted
+  readonly generated: boolean
+}
+
+const requireStrongSecret = (name: string, value: Option.Option<Redacted.Redacted>) =>
+  Option.match(value, {
+    onNone: () => Effect.fail(new StartupError({ message: `${name} is required when APP_ENV=production` })),
+    onSome: (secret) =>
+      Redacted.value(secret).length < MIN_SECRET_LENGTH
+        ? Effect.fail(
+            new StartupError({
+              message: `${name} is too weak: use at least ${MIN_SECRET_LENGTH} characters (e.g. openssl rand -hex 32)`
+            })
+          )
+        : Effect.void
+  })
+
+const DEV_KEY_FILE = "dev-api-key"
+
+/**
+ * Without API_KEY, development uses a generated key, kept in DATA_DIR so that it survives restarts (and scripts can
+ * read it), printed once at start-up. Never used in production, where API_KEY is required.
+ */
+const developmentKey = (dataDir: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const path = `${dataDir}/${DEV_KEY_FILE}`
+    const existing = yield* fs.readFileString(path).pipe(
+      Effect.map((text) => text.trim()),
+      Effect.orElseSucceed(() => "")
+    )
+    const key = existing.length >= MIN_SECRET_LENGTH ? existing : `nx_dev_${randomBytes(24).toString("base64url")}`
+    if (key !== existing) {
+      yield* fs.makeDirectory(dataDir, { recursive: true })
+      yield* fs.writeFileString(path, key + "\n", { mode: 0o600 })
+    }
+    // Printed on purpose, so that `npm start` works out of the box; never logged.
+    yield* Console.error(
+      `No API_KEY is set: using the development key kept in ${path}\n  X-API-Key: ${key}\n` +
+        `Set API_KEY (at least ${MIN_SECRET_LENGTH} characters) to choose your own.`
+    )
+    return Redacted.make(key)
+  }).pipe(
+    Effect.mapError((error) => new StartupError({ message: `cannot keep the development key: ${error.message}` }))
+  )
+
+export class AppConfig extends Effect.Service<AppConfig>()("nexxi/AppConfig", {
+  effect: Effect.gen(function* () {
+    const config = yield* settings
+    if (config.appEnv === "production") {
+      yield* requireStrongSecret("API_KEY", config.apiKey)
+      yield* requireStrongSecret("APP_SECRET_KEY", config.appSecretKey)
+    }
+    const apiKey: ApiKeySetting = Option.isSome(config.apiKey)
+      ? { key: config.apiKey.value, generated: false }
+      : { key: yield* developmentKey(config.dataDir), generated: true }
+    return { ...config, apiKey, isProduction: config.appEnv === "production" } as const
+  }),
+  dependencies: [NodeFileSystem.layer]
+}) {}

@@ -1,0 +1,102 @@
+/** Handlers of the chat endpoints: HTTP in and out around the Chat service. */
+import { Sse } from "@effect/experimental"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Cause, Effect, Layer, Option, Schedule, Stream } from "effect"
+import { Api } from "../Api.js"
+import { AppConfig } from "../AppConfig.js"
+import { ApiKeyAuthLive, CurrentCaller } from "../Auth.js"
+import { Chat, type ChatEvent, type StreamingTurn, type TurnError } from "../Chat.js"
+import { errorDetails } from "../Domain/Errors.js"
+import type { SessionId } from "../Domain/Session.js"
+import { currentRequestId } from "../Http/RequestId.js"
+import type { StreamChunk } from "./Api.js"
+
+const sseEvent = (data: unknown, event = "message") =>
+  Sse.encoder.write({ _tag: "Event", event, id: undefined, data: JSON.stringify(data) })
+
+const toChunk = (sessionId: SessionId, event: ChatEvent): StreamChunk =>
+  event._tag === "Delta"
+    ? { session_id: sessionId, delta: event.text, finished: false }
+    : {
+        session_id: sessionId,
+        delta: "",
+        finished: true,
+        tokens_used: event.tokensUsed,
+        model: event.model,
+        finish_reason: event.finishReason
+      }
+
+/** A failure after the response started can only be told in the stream: one `error` event, then the end. */
+const errorEvent = (cause: Cause.Cause<TurnError>) =>
+  Effect.gen(function* () {
+    const request_id = yield* currentRequestId
+    const failure = Cause.failureOption(cause)
+    if (Option.isSome(failure)) return sseEvent({ error: { ...errorDetails(failure.value), request_id } }, "error")
+    yield* Effect.logError("Chat stream failed", cause)
+    return sseEvent({ error: { type: "internal_error", message: "Internal error", request_id } }, "error")
+  })
+
+const sseResponse = (turn: StreamingTurn, keepAliveMs: number) => {
+  const events = turn.events.pipe(
+    Stream.map((event) => sseEvent(toChunk(turn.sessionId, event))),
+    Stream.catchAllCause((cause) =>
+      Cause.isInterruptedOnly(cause) ? Stream.failCause(cause) : Stream.fromEffect(errorEvent(cause))
+    )
+  )
+  // Comments keep idle proxies from closing a connection while the model thinks.
+  const keepAlive = Stream.fromSchedule(Schedule.spaced(keepAliveMs)).pipe(Stream.as(": keep-alive\n\n"))
+  return HttpServerResponse.stream(Stream.merge(events, keepAlive, { haltStrategy: "left" }).pipe(Stream.encodeText), {
+    contentType: "text/event-stream",
+    headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
+  })
+}
+
+export const ChatHttpLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
+  Effect.gen(function* () {
+    const chat = yield* Chat
+    const { sseKeepAliveMs } = yield* AppConfig
+    const streamed = (payload: { readonly session_id?: SessionId | undefined; readonly message: string }) =>
+      Effect.gen(function* () {
+        const caller = yield* CurrentCaller
+        const turn = yield* chat.stream({
+          caller,
+          sessionId: Option.fromNullable(payload.session_id),
+          message: payload.message
+        })
+        return sseResponse(turn, sseKeepAliveMs)
+      })
+
+    return handlers
+      .handle("chat", ({ payload }) =>
+        payload.stream === true
+          ? streamed(payload)
+          : Effect.gen(function* () {
+              const caller = yield* CurrentCaller
+              const reply = yield* chat.reply({
+                caller,
+                sessionId: Option.fromNullable(payload.session_id),
+                message: payload.message
+              })
+              return {
+                session_id: reply.sessionId,
+                message: reply.message,
+                model: reply.model,
+                tokens_used: reply.tokensUsed,
+                response_time_ms: reply.responseTimeMs,
+                timestamp: reply.timestamp
+              }
+            })
+      )
+      .handle("chatStream", ({ payload }) => streamed(payload))
+      .handle("clearSession", ({ payload }) =>
+        Effect.flatMap(CurrentCaller, (caller) => chat.clear(caller, payload.session_id))
+      )
+      .handle("getSession", ({ path }) =>
+        Effect.gen(function* () {
+          const caller = yield* CurrentCaller
+          const messages = yield* chat.transcript(caller, path.session_id)
+          return { session_id: path.session_id, messages }
+        })
+      )
+  })
+).pipe(Layer.provide(ApiKeyAuthLive))

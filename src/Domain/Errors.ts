@@ -1,0 +1,129 @@
+/**
+ * Every error a client sees has one JSON shape:
+ *
+ *   {"error": {"type": "session_not_found", "message": "...", "request_id": "..."}}
+ *
+ * plus optional details (`field`, `categories`, `retry_after_seconds`). Errors raised by Nexxi's own code are
+ * `Schema.TaggedError`s annotated with their HTTP status; `Http/Errors.ts` renders them, and the errors the HTTP
+ * layer itself detects (bad JSON, unknown route, ...), in this shape.
+ */
+import { type HttpApiEndpoint, HttpApiSchema } from "@effect/platform"
+import { Schema } from "effect"
+
+export const ErrorDetail = Schema.Struct({
+  type: Schema.String.annotations({ description: "Machine-readable error type, e.g. `validation_error`" }),
+  message: Schema.String.annotations({ description: "What was wrong, for a person" }),
+  request_id: Schema.String.annotations({ description: "The request's X-Request-Id, for support" }),
+  field: Schema.optional(Schema.String).annotations({ description: "The request field that was invalid" }),
+  categories: Schema.optional(Schema.Array(Schema.String)),
+  retry_after_seconds: Schema.optional(Schema.Number)
+})
+export type ErrorDetail = typeof ErrorDetail.Type
+
+export const ErrorBody = Schema.Struct({ error: ErrorDetail }).annotations({ identifier: "ErrorBody" })
+export type ErrorBody = typeof ErrorBody.Type
+
+/** `SessionNotFound` → `session_not_found`. */
+export const errorType = (tag: string): string =>
+  tag
+    .replace(/([a-z0-9])([A-Z])/g, "$1_$2")
+    .replace(/([A-Z])([A-Z][a-z])/g, "$1_$2")
+    .toLowerCase()
+
+/** A `Schema.TaggedError` class with a `message` field, as every client-facing error is. */
+export interface ClientErrorClass extends Schema.Schema.AnyNoContext {
+  readonly _tag: string
+  new (...args: ReadonlyArray<never>): { readonly _tag: string; readonly message: string }
+}
+
+type ErrorInstance<C> = C extends new (...args: ReadonlyArray<never>) => infer A ? A : never
+
+/**
+ * The schema of a client error as it goes over the wire, for `addError`: OpenAPI then documents the real body,
+ * and typed clients decode it back into the error class.
+ */
+export const asErrorBody = <C extends ClientErrorClass>(errorClass: C): Schema.Schema<ErrorInstance<C>, ErrorBody> => {
+  const decode = Schema.decodeUnknownSync(errorClass as Schema.Schema<ErrorInstance<C>, unknown>)
+  return Schema.transform(ErrorBody, Schema.typeSchema(errorClass as Schema.Schema<ErrorInstance<C>, unknown>), {
+    strict: false,
+    decode: ({ error }) => decode({ ...error, _tag: errorClass._tag }),
+    encode: (error) => ({ error: { ...errorDetails(error), request_id: "" } })
+  }).annotations(HttpApiSchema.annotations({ status: HttpApiSchema.getStatusError(errorClass) }))
+}
+
+/** Adds client errors to an endpoint, each documented with the common error body and its own status. */
+export const withErrors = <
+  Endpoint extends HttpApiEndpoint.HttpApiEndpoint.Any,
+  const Errors extends ReadonlyArray<ClientErrorClass>
+>(
+  endpoint: Endpoint,
+  ...errors: Errors
+): HttpApiEndpoint.HttpApiEndpoint.AddError<Endpoint, ErrorInstance<Errors[number]>, never> =>
+  errors.reduce(
+    (withSome: HttpApiEndpoint.HttpApiEndpoint.AnyWithProps, error) => withSome.addError(asErrorBody(error)),
+    endpoint as unknown as HttpApiEndpoint.HttpApiEndpoint.AnyWithProps
+  ) as never
+
+/** The fields of a client error that go into the body, next to `type` and `message`. */
+export const errorDetails = (error: { readonly _tag: string; readonly message: string }) => {
+  const { _tag, message, ...details } = error as { _tag: string; message: string } & Record<string, unknown>
+  return { ...details, type: errorType(_tag), message } as Omit<ErrorDetail, "request_id">
+}
+
+// Errors shared by several endpoints.
+
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
+  "Unauthorized",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 401, description: "Missing or wrong X-API-Key" })
+) {}
+
+export class ValidationError extends Schema.TaggedError<ValidationError>()(
+  "ValidationError",
+  { message: Schema.String, field: Schema.optional(Schema.String) },
+  HttpApiSchema.annotations({ status: 422, description: "The request does not match the schema" })
+) {}
+
+export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()(
+  "ServiceUnavailable",
+  { message: Schema.String, retry_after_seconds: Schema.optional(Schema.Number) },
+  HttpApiSchema.annotations({ status: 503, description: "A dependency is down; retry later" })
+) {}
+
+// Errors the HTTP layer itself detects, before any handler runs.
+
+export class MalformedJson extends Schema.TaggedError<MalformedJson>()(
+  "MalformedJson",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 400, description: "The body is not valid JSON" })
+) {}
+
+export class NotFound extends Schema.TaggedError<NotFound>()(
+  "NotFound",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 404, description: "No such route" })
+) {}
+
+export class MethodNotAllowed extends Schema.TaggedError<MethodNotAllowed>()(
+  "MethodNotAllowed",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 405, description: "The route exists with another method (see Allow)" })
+) {}
+
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()(
+  "PayloadTooLarge",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 413, description: "The body is larger than MAX_BODY_BYTES" })
+) {}
+
+export class UnsupportedMediaType extends Schema.TaggedError<UnsupportedMediaType>()(
+  "UnsupportedMediaType",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 415, description: "The body is not sent as application/json" })
+) {}
+
+export class InternalError extends Schema.TaggedError<InternalError>()(
+  "InternalError",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 500, description: "A bug: quote the request id when reporting it" })
+) {}

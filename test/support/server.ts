@@ -1,0 +1,89 @@
+/**
+ * Serves the real HttpApi in-process on a free loopback port, with the parts under test swapped for test layers,
+ * and captures the JSON log lines it writes.
+ */
+import { HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { ConfigProvider, Effect, Layer, Logger } from "effect"
+import { createServer } from "node:http"
+import { AppConfig } from "../../src/AppConfig.js"
+import { Chat } from "../../src/Chat.js"
+import { Generator } from "../../src/Generator.js"
+import { EchoGenerator } from "../../src/Generator/Echo.js"
+import { HttpAppLive } from "../../src/Http.js"
+import { InFlight } from "../../src/Http/InFlight.js"
+import { jsonLogger } from "../../src/Logging.js"
+import { Metrics } from "../../src/Metrics.js"
+import { Safety } from "../../src/Safety.js"
+import { Session } from "../../src/Session.js"
+import { Storage } from "../../src/Storage.js"
+
+export const TEST_API_KEY = "test-key-0123456789abcdef0123456789abcdef"
+
+export interface TestServerOptions {
+  readonly env?: Record<string, string>
+  readonly generator?: Layer.Layer<Generator, never, AppConfig>
+  readonly safety?: Layer.Layer<Safety>
+  readonly storage?: Layer.Layer<Storage>
+}
+
+export interface TestServer {
+  readonly url: string
+  readonly logs: ReadonlyArray<string>
+  /** `fetch` against the server, with the API key unless `headers` says otherwise. */
+  readonly request: (path: string, init?: RequestInit & { readonly json?: unknown }) => Promise<Response>
+}
+
+export const testConfig = (env: Record<string, string> = {}) =>
+  Layer.setConfigProvider(
+    ConfigProvider.fromMap(
+      new Map(Object.entries({ API_KEY: TEST_API_KEY, ECHO_TOKEN_DELAY_MS: "0", LOG_LEVEL: "debug", ...env }))
+    )
+  )
+
+/** Starts a server for the current scope; it stops when the scope closes. */
+export const startTestServer = (options: TestServerOptions = {}) =>
+  Effect.gen(function* () {
+    const logs: Array<string> = []
+    const services = Chat.Default.pipe(
+      Layer.provideMerge(
+        Layer.mergeAll(
+          options.safety ?? Safety.Default,
+          Session.Default,
+          options.storage ?? Storage.Default,
+          options.generator ?? EchoGenerator,
+          Metrics.Default
+        )
+      )
+    )
+    const layer = HttpAppLive.pipe(
+      Layer.provideMerge(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: 0 })),
+      Layer.provide(services),
+      Layer.provide(InFlight.Default),
+      Layer.provide(AppConfig.Default),
+      Layer.provide(
+        Logger.replace(
+          Logger.defaultLogger,
+          jsonLogger((line) => logs.push(line))
+        )
+      ),
+      Layer.provide(testConfig(options.env))
+    )
+    const context = yield* Layer.build(layer)
+    const server = yield* Effect.provide(HttpServer.HttpServer, context)
+    const address = server.address as HttpServer.TcpAddress
+    const url = `http://127.0.0.1:${address.port}`
+    const request: TestServer["request"] = (path, init = {}) => {
+      const { json, headers, ...rest } = init
+      return fetch(url + path, {
+        ...rest,
+        headers: {
+          "x-api-key": TEST_API_KEY,
+          ...(json === undefined ? {} : { "content-type": "application/json" }),
+          ...(headers as Record<string, string> | undefined)
+        },
+        ...(json === undefined ? {} : { body: JSON.stringify(json) })
+      })
+    }
+    return { url, logs, request } satisfies TestServer
+  })
