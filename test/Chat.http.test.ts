@@ -15,6 +15,12 @@ const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f
 const json = (response: Response) => Effect.promise(() => response.json() as Promise<any>)
 const call = <A>(promise: () => Promise<A>) => Effect.promise(promise)
 
+/** The active-streams gauge as /metrics reports it. */
+const activeStreams = (server: { url: string }) =>
+  call(() => fetch(server.url + "/metrics").then((response) => response.text())).pipe(
+    Effect.map((text) => Number(/^nexxi_chat_active_streams (\d+)$/m.exec(text)![1]))
+  )
+
 describe("POST /v1/chat", () => {
   it.scopedLive("answers with the contract's fields and the generator's token counts", () =>
     Effect.gen(function* () {
@@ -150,6 +156,7 @@ describe("POST /v1/chat/stream", () => {
       // Each event reaches the client before the model produced the next token: nothing waits for the end.
       const first = JSON.parse((yield* call(events.next))!.data)
       expect(first).toMatchObject({ delta: "Hel", finished: false })
+      expect(yield* activeStreams(server)).toBe(1)
       yield* gated.emit("lo")
       expect(JSON.parse((yield* call(events.next))!.data)).toMatchObject({ delta: "lo", finished: false })
       yield* gated.complete(2, 4)
@@ -163,6 +170,7 @@ describe("POST /v1/chat/stream", () => {
         finish_reason: "eos"
       })
       expect(yield* call(events.rest)).toEqual([])
+      expect(yield* activeStreams(server)).toBe(0)
     })
   )
 
@@ -245,6 +253,9 @@ describe("POST /v1/chat/stream", () => {
       const first = JSON.parse((yield* call(events.next))!.data)
       controller.abort()
       yield* gated.interrupted.pipe(Effect.timeout("5 seconds"))
+      yield* Effect.promise(async () => {
+        while ((await Effect.runPromise(activeStreams(server))) !== 0) await new Promise((r) => setTimeout(r, 5))
+      }).pipe(Effect.timeout("5 seconds"))
 
       const transcript = yield* Effect.promise(async () => {
         // The turn is saved by the stream's finalizer, just after the interruption.

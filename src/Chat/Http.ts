@@ -9,6 +9,7 @@ import { Chat, type ChatEvent, type StreamingTurn, type TurnError } from "../Cha
 import { errorDetails } from "../Domain/Errors.js"
 import type { SessionId } from "../Domain/Session.js"
 import { currentRequestId } from "../Http/RequestId.js"
+import { trackActiveStream } from "../Metrics.js"
 import type { StreamChunk } from "./Api.js"
 
 const sseEvent = (data: unknown, event = "message") =>
@@ -45,7 +46,8 @@ const sseResponse = (turn: StreamingTurn, keepAliveMs: number) => {
   )
   // Comments keep idle proxies from closing a connection while the model thinks.
   const keepAlive = Stream.fromSchedule(Schedule.spaced(keepAliveMs)).pipe(Stream.as(": keep-alive\n\n"))
-  return HttpServerResponse.stream(Stream.merge(events, keepAlive, { haltStrategy: "left" }).pipe(Stream.encodeText), {
+  const body = Stream.merge(events, keepAlive, { haltStrategy: "left" }).pipe(Stream.encodeText)
+  return HttpServerResponse.stream(Stream.unwrapScoped(Effect.as(trackActiveStream, body)), {
     contentType: "text/event-stream",
     headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
   })

@@ -33,7 +33,7 @@ export const makeRouteTable = (routes: ReadonlyArray<RouteSpec>) => {
     const candidates = compiled.filter((route) => matches(route.segments, path))
     const first = candidates[0]
     if (first === undefined) return { _tag: "NotFound" }
-    const exact = candidates.find((route) => route.method === method || (method === "HEAD" && route.method === "GET"))
+    const exact = candidates.find((route) => route.method === method)
     if (exact !== undefined) return { _tag: "Matched", route: exact.path }
     return { _tag: "MethodNotAllowed", route: first.path, allow: [...new Set(candidates.map((route) => route.method))] }
   }
