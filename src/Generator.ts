@@ -2,8 +2,8 @@
  * Generator: turns a prompt (chat messages) into a stream of tokens. Backends live in `Generator/`; every one
  * reports tokens as the model server counted them and ends its stream with a `Completed` record.
  */
-import { HttpApiSchema } from "@effect/platform"
-import { Chunk, Context, Data, Effect, Layer, Option, Schema, Stream } from "effect"
+import { Chunk, Context, Data, Effect, Layer, Option, Stream } from "effect"
+import { ClientError, retryAfter } from "./Domain/Errors.js"
 import type { DependencyHealth } from "./Domain/Health.js"
 import type { Role } from "./Domain/Session.js"
 
@@ -49,28 +49,29 @@ export interface ModelInfo {
 
 // Errors a client can see. Retries, timeouts and the circuit breaker of real backends decide which one.
 
-export class GeneratorUnavailable extends Schema.TaggedError<GeneratorUnavailable>()(
+export class GeneratorUnavailable extends ClientError<GeneratorUnavailable>()(
   "GeneratorUnavailable",
-  { message: Schema.String, retry_after_seconds: Schema.optional(Schema.Number) },
-  HttpApiSchema.annotations({ status: 503, description: "The model server cannot be reached or is overloaded" })
+  503,
+  "The model server cannot be reached or is overloaded",
+  retryAfter
 ) {}
 
-export class InputTooLong extends Schema.TaggedError<InputTooLong>()(
+export class InputTooLong extends ClientError<InputTooLong>()(
   "InputTooLong",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 422, description: "The conversation does not fit the model's context" })
+  422,
+  "The conversation does not fit the model's context"
 ) {}
 
-export class GeneratorTimeout extends Schema.TaggedError<GeneratorTimeout>()(
+export class GeneratorTimeout extends ClientError<GeneratorTimeout>()(
   "GeneratorTimeout",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 504, description: "The model server did not answer in time" })
+  504,
+  "The model server did not answer in time"
 ) {}
 
-export class GeneratorFailed extends Schema.TaggedError<GeneratorFailed>()(
+export class GeneratorFailed extends ClientError<GeneratorFailed>()(
   "GeneratorFailed",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 502, description: "The model server failed to generate" })
+  502,
+  "The model server failed to generate"
 ) {}
 
 export type GeneratorError = GeneratorUnavailable | InputTooLong | GeneratorTimeout | GeneratorFailed

@@ -3,8 +3,8 @@
  * stored). The foundation ships a pass-through filter; the detectors (PII redaction, prompt-injection and
  * jailbreak scoring) arrive as a new implementation of the same interface.
  */
-import { HttpApiSchema } from "@effect/platform"
 import { Effect, Layer, Schema } from "effect"
+import { ClientError } from "./Domain/Errors.js"
 
 export type SafetyAction = "allow" | "flag" | "block"
 
@@ -24,10 +24,11 @@ export interface SafetyVerdict {
 }
 
 /** A message the policy refuses: it never reaches the model. */
-export class ContentBlocked extends Schema.TaggedError<ContentBlocked>()(
+export class ContentBlocked extends ClientError<ContentBlocked>()(
   "ContentBlocked",
-  { message: Schema.String, categories: Schema.Array(Schema.String) },
-  HttpApiSchema.annotations({ status: 400, description: "The safety filter blocked the message" })
+  400,
+  "The safety filter blocked the message",
+  { categories: Schema.Array(Schema.String) }
 ) {}
 
 export const allow = (text: string): SafetyVerdict => ({ action: "allow", categories: {}, pii: [], redacted: text })

@@ -3,22 +3,23 @@
  * to the caller that created it: for anyone else it does not exist. The embedded default keeps sessions in
  * memory, bounded in count and in messages per session, and forgets them after a TTL of inactivity.
  */
-import { HttpApiSchema } from "@effect/platform"
-import { Clock, Effect, Option, Schema } from "effect"
+import { Clock, Effect, Option } from "effect"
 import { AppConfig } from "./AppConfig.js"
+import { ClientError, retryAfter } from "./Domain/Errors.js"
 import type { DependencyHealth } from "./Domain/Health.js"
 import type { ChatMessage, SessionId } from "./Domain/Session.js"
 
-export class SessionNotFound extends Schema.TaggedError<SessionNotFound>()(
+export class SessionNotFound extends ClientError<SessionNotFound>()(
   "SessionNotFound",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 404, description: "No such session for this API key" })
+  404,
+  "No such session for this API key"
 ) {}
 
-export class SessionUnavailable extends Schema.TaggedError<SessionUnavailable>()(
+export class SessionUnavailable extends ClientError<SessionUnavailable>()(
   "SessionUnavailable",
-  { message: Schema.String, retry_after_seconds: Schema.optional(Schema.Number) },
-  HttpApiSchema.annotations({ status: 503, description: "The session store cannot be reached" })
+  503,
+  "The session store cannot be reached",
+  retryAfter
 ) {}
 
 export interface SessionShape {

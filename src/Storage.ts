@@ -3,16 +3,17 @@
  * forgets a conversation. The foundation keeps it in memory; PostgreSQL (and PGlite, embedded) implement the same
  * interface.
  */
-import { HttpApiSchema } from "@effect/platform"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Effect, Layer, type Option } from "effect"
+import { ClientError, retryAfter } from "./Domain/Errors.js"
 import type { DependencyHealth } from "./Domain/Health.js"
 import type { ChatMessage, SessionId } from "./Domain/Session.js"
 import type { FinishReason } from "./Generator.js"
 
-export class StorageUnavailable extends Schema.TaggedError<StorageUnavailable>()(
+export class StorageUnavailable extends ClientError<StorageUnavailable>()(
   "StorageUnavailable",
-  { message: Schema.String, retry_after_seconds: Schema.optional(Schema.Number) },
-  HttpApiSchema.annotations({ status: 503, description: "The conversation store cannot take more writes now" })
+  503,
+  "The conversation store cannot take more writes now",
+  retryAfter
 ) {}
 
 /** One chat turn: the user's message, the reply (possibly cut short) and what it cost. */

@@ -761,6 +761,16 @@ export const startTgiServer = async (options: TgiServerOptions = {}): Promise<Tg
     const created = Math.floor(Date.now() / 1000)
     const model = g.model
     const chatFinish = (r: TgiFinishReason) => (r === "eos_token" ? "stop" : r)
+    const chatChunk = (choices: ReadonlyArray<unknown>, usage: unknown) =>
+      toJson({
+        object: "chat.completion.chunk",
+        id: "",
+        created,
+        model,
+        system_fingerprint: fingerprint(),
+        choices,
+        usage
+      })
     const generatedText = (g.returnFullText ? g.inputs : "") + p.text
     const genFault = fault // refuse and status were handled above
     // A configured fault always fires: never later than just before the final token.
@@ -790,13 +800,8 @@ export const startTgiServer = async (options: TgiServerOptions = {}): Promise<Tg
           )
         } else {
           writeEvent(
-            toJson({
-              object: "chat.completion.chunk",
-              id: "",
-              created,
-              model,
-              system_fingerprint: fingerprint(),
-              choices: [
+            chatChunk(
+              [
                 {
                   index: 0,
                   delta: { role: "assistant", content: t.special ? "" : t.text },
@@ -804,8 +809,8 @@ export const startTgiServer = async (options: TgiServerOptions = {}): Promise<Tg
                   finish_reason: last ? chatFinish(p.finishReason) : null
                 }
               ],
-              usage: null
-            })
+              null
+            )
           )
         }
       }
@@ -822,18 +827,7 @@ export const startTgiServer = async (options: TgiServerOptions = {}): Promise<Tg
       }
       if (g.stream) {
         if (g.api === "chat") {
-          if (g.includeUsage)
-            writeEvent(
-              toJson({
-                object: "chat.completion.chunk",
-                id: "",
-                created,
-                model,
-                system_fingerprint: fingerprint(),
-                choices: [],
-                usage
-              })
-            )
+          if (g.includeUsage) writeEvent(chatChunk([], usage))
           writeEvent("[DONE]")
         }
         return finishStream()

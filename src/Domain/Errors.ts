@@ -70,60 +70,71 @@ export const errorDetails = (error: { readonly _tag: string; readonly message: s
   return { ...details, type: errorType(_tag), message } as Omit<ErrorDetail, "request_id">
 }
 
+/**
+ * Declares an error a client can see: a `Schema.TaggedError` with a `message` (and optional other fields) that
+ * carries its HTTP status and a description for OpenAPI.
+ */
+export const ClientError =
+  <Self>() =>
+  <Tag extends string, Fields extends Schema.Struct.Fields = {}>(
+    tag: Tag,
+    status: number,
+    description: string,
+    fields: Fields = {} as Fields
+  ) =>
+    Schema.TaggedError<Self>()(
+      tag,
+      { message: Schema.String, ...fields },
+      HttpApiSchema.annotations({ status, description })
+    )
+
+/** For errors a client may retry: how long to wait, also sent as `Retry-After`. */
+export const retryAfter = { retry_after_seconds: Schema.optional(Schema.Number) }
+
 // Errors shared by several endpoints.
 
-export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
-  "Unauthorized",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 401, description: "Missing or wrong X-API-Key" })
-) {}
+export class Unauthorized extends ClientError<Unauthorized>()("Unauthorized", 401, "Missing or wrong X-API-Key") {}
 
-export class ValidationError extends Schema.TaggedError<ValidationError>()(
+export class ValidationError extends ClientError<ValidationError>()(
   "ValidationError",
-  { message: Schema.String, field: Schema.optional(Schema.String) },
-  HttpApiSchema.annotations({ status: 422, description: "The request does not match the schema" })
+  422,
+  "The request does not match the schema",
+  { field: Schema.optional(Schema.String) }
 ) {}
 
-export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()(
+export class ServiceUnavailable extends ClientError<ServiceUnavailable>()(
   "ServiceUnavailable",
-  { message: Schema.String, retry_after_seconds: Schema.optional(Schema.Number) },
-  HttpApiSchema.annotations({ status: 503, description: "A dependency is down; retry later" })
+  503,
+  "A dependency is down; retry later",
+  retryAfter
 ) {}
 
 // Errors the HTTP layer itself detects, before any handler runs.
 
-export class MalformedJson extends Schema.TaggedError<MalformedJson>()(
-  "MalformedJson",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 400, description: "The body is not valid JSON" })
-) {}
+export class MalformedJson extends ClientError<MalformedJson>()("MalformedJson", 400, "The body is not valid JSON") {}
 
-export class NotFound extends Schema.TaggedError<NotFound>()(
-  "NotFound",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 404, description: "No such route" })
-) {}
+export class NotFound extends ClientError<NotFound>()("NotFound", 404, "No such route") {}
 
-export class MethodNotAllowed extends Schema.TaggedError<MethodNotAllowed>()(
+export class MethodNotAllowed extends ClientError<MethodNotAllowed>()(
   "MethodNotAllowed",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 405, description: "The route exists with another method (see Allow)" })
+  405,
+  "The route exists with another method (see Allow)"
 ) {}
 
-export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()(
+export class PayloadTooLarge extends ClientError<PayloadTooLarge>()(
   "PayloadTooLarge",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 413, description: "The body is larger than MAX_BODY_BYTES" })
+  413,
+  "The body is larger than MAX_BODY_BYTES"
 ) {}
 
-export class UnsupportedMediaType extends Schema.TaggedError<UnsupportedMediaType>()(
+export class UnsupportedMediaType extends ClientError<UnsupportedMediaType>()(
   "UnsupportedMediaType",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 415, description: "The body is not sent as application/json" })
+  415,
+  "The body is not sent as application/json"
 ) {}
 
-export class InternalError extends Schema.TaggedError<InternalError>()(
+export class InternalError extends ClientError<InternalError>()(
   "InternalError",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 500, description: "A bug: quote the request id when reporting it" })
+  500,
+  "A bug: quote the request id when reporting it"
 ) {}
