@@ -79,7 +79,25 @@ const settings = Config.all({
   ),
   maxNewTokens: positiveInt("MAX_NEW_TOKENS", 512),
   dataDir: Config.string("DATA_DIR").pipe(Config.withDefault("data")),
-  generator: Config.literal("echo")("GENERATOR").pipe(Config.option),
+  // Generator: which backend, and how Nexxi copes with a misbehaving model server.
+  generator: Config.literal("tgi", "hf", "echo")("GENERATOR").pipe(Config.option),
+  tgiUrl: Config.option(Config.string("TGI_URL")),
+  tgiApiKey: optionalSecret("TGI_API_KEY"),
+  generatorMaxRetries: Config.integer("GENERATOR_MAX_RETRIES").pipe(
+    Config.withDefault(2),
+    Config.validate({ message: "GENERATOR_MAX_RETRIES must be 0 or more", validation: (n) => n >= 0 })
+  ),
+  generatorRetryBaseMs: positiveInt("GENERATOR_RETRY_BASE_MS", 250),
+  generatorRetryBudgetMs: positiveInt("GENERATOR_RETRY_BUDGET_MS", 5_000),
+  generatorFirstTokenTimeoutMs: positiveInt("GENERATOR_FIRST_TOKEN_TIMEOUT_MS", 30_000),
+  generatorIdleTimeoutMs: positiveInt("GENERATOR_IDLE_TIMEOUT_MS", 30_000),
+  generatorDeadlineMs: Config.option(
+    Config.integer("GENERATOR_DEADLINE_MS").pipe(
+      Config.validate({ message: "GENERATOR_DEADLINE_MS must be a positive integer", validation: (n) => n > 0 })
+    )
+  ),
+  generatorBreakerThreshold: positiveInt("GENERATOR_BREAKER_THRESHOLD", 5),
+  generatorBreakerCooldownMs: positiveInt("GENERATOR_BREAKER_COOLDOWN_MS", 30_000),
   echoTokenDelayMs: Config.integer("ECHO_TOKEN_DELAY_MS").pipe(Config.withDefault(15)),
   sessionTtlSeconds: positiveInt("SESSION_TTL_SECONDS", 24 * 60 * 60),
   sessionMaxMessages: positiveInt("SESSION_MAX_MESSAGES", 200),

@@ -22,7 +22,7 @@ export const TEST_API_KEY = "test-key-0123456789abcdef0123456789abcdef"
 
 export interface TestServerOptions {
   readonly env?: Record<string, string>
-  readonly generator?: Layer.Layer<Generator, never, AppConfig>
+  readonly generator?: Layer.Layer<Generator, unknown, AppConfig>
   readonly safety?: Layer.Layer<Safety>
   readonly storage?: Layer.Layer<Storage>
 }
@@ -51,7 +51,7 @@ export const startTestServer = (options: TestServerOptions = {}) =>
           options.safety ?? Safety.Default,
           Session.Default,
           options.storage ?? Storage.Default,
-          options.generator ?? EchoGenerator,
+          Layer.orDie(options.generator ?? EchoGenerator),
           Metrics.Default
         )
       )

@@ -1,0 +1,174 @@
+/**
+ * One generation over an OpenAI-style chat completions stream — TGI's Messages API, or Hugging Face's inference
+ * router — through `@huggingface/inference`. The server applies the model's chat template; its usage report gives
+ * the token counts. Interrupting the stream aborts the HTTP request, which makes TGI stop generating.
+ */
+import type { InferenceClient } from "@huggingface/inference"
+import { InferenceClientProviderApiError } from "@huggingface/inference"
+import { Clock, Effect, Option, Stream } from "effect"
+import type { DependencyHealth } from "../Domain/Health.js"
+import {
+  type FinishReason,
+  GenerationChunk,
+  type GenerationRequest,
+  Generator,
+  type GeneratorError,
+  type ModelInfo
+} from "../Generator.js"
+import { makeCircuitBreaker, resilientStream, type ResilienceSettings, UpstreamError } from "./Resilience.js"
+
+/** What identifies the target of the request, besides the messages: `endpointUrl` for TGI, `model` for the router. */
+export interface ChatTarget {
+  readonly model: string
+  readonly endpointUrl?: string
+}
+
+interface CompletionChunk {
+  readonly choices?: ReadonlyArray<{
+    readonly delta?: { readonly content?: string | null }
+    readonly finish_reason?: string | null
+  }>
+  readonly usage?: { readonly prompt_tokens: number; readonly completion_tokens: number } | null
+}
+
+const finishReasonOf = (reason: string | undefined): FinishReason =>
+  reason === "length" ? "length" : reason === "stop_sequence" ? "stop" : reason === undefined ? "interrupted" : "eos"
+
+const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "EPIPE"])
+
+const networkCode = (error: unknown): string | undefined => {
+  const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause
+  return typeof cause?.code === "string" ? cause.code : undefined
+}
+
+const TOKEN_LIMIT = /must have less than|must be <=|too long|context length|maximum context/i
+
+/** TGI's error text, from an error body (`{error: "..."}` or the Messages API's `{error: {message}}`). */
+const upstreamMessage = (body: unknown): string => {
+  const error = (body as { error?: unknown } | null)?.error
+  if (typeof error === "string") return error
+  const message = (error as { message?: unknown } | undefined)?.message
+  return typeof message === "string" ? message : typeof body === "string" ? body : "unknown error"
+}
+
+/** Sorts a failure of the client library into what Nexxi does about it. */
+export const classifyUpstreamError = (error: unknown): UpstreamError => {
+  if (error instanceof InferenceClientProviderApiError) {
+    const { status, body } = error.httpResponse
+    const text = upstreamMessage(body)
+    if (status === 429 || /overloaded/i.test(text)) {
+      return new UpstreamError({ kind: "overloaded", message: "The model server is overloaded" })
+    }
+    if (status === 502 || status === 503 || status === 504) {
+      return new UpstreamError({ kind: "unavailable", message: `The model server is unavailable (HTTP ${status})` })
+    }
+    if (TOKEN_LIMIT.test(text)) return new UpstreamError({ kind: "input_too_long", message: text })
+    if (status === 401 || status === 403) {
+      return new UpstreamError({ kind: "failed", message: "The model server refused Nexxi's credentials" })
+    }
+    return new UpstreamError({ kind: "failed", message: `The model server failed: ${text}` })
+  }
+  const code = networkCode(error)
+  if ((code !== undefined && (NETWORK_CODES.has(code) || code.startsWith("UND_ERR"))) || isBrokenFetch(error)) {
+    return new UpstreamError({
+      kind: "unavailable",
+      message: `The model server cannot be reached${code === undefined ? "" : ` (${code})`}`
+    })
+  }
+  return new UpstreamError({ kind: "failed", message: "The model server sent a response Nexxi cannot read" })
+}
+
+/** undici reports a refused or broken connection as a TypeError ("fetch failed", "terminated"). */
+const isBrokenFetch = (error: unknown) =>
+  error instanceof TypeError && (error.message === "fetch failed" || error.message === "terminated")
+
+export const chatCompletionStream = (
+  client: InferenceClient,
+  target: ChatTarget,
+  request: GenerationRequest
+): Stream.Stream<GenerationChunk, UpstreamError> =>
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      // Breaking out of the async iterator leaves the connection open; only aborting the signal closes it.
+      const controller = yield* Effect.acquireRelease(
+        Effect.sync(() => new AbortController()),
+        (controller) => Effect.sync(() => controller.abort())
+      )
+      const chunks = client.chatCompletionStream(
+        {
+          ...target,
+          messages: request.messages.map(({ role, content }) => ({ role, content })),
+          max_tokens: request.maxNewTokens,
+          stream_options: { include_usage: true },
+          ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+          ...(request.topP === undefined ? {} : { top_p: request.topP }),
+          ...(request.stop === undefined ? {} : { stop: [...request.stop] }),
+          ...(request.seed === undefined ? {} : { seed: request.seed })
+        },
+        { signal: controller.signal, retry_on_error: false }
+      ) as AsyncIterable<CompletionChunk>
+
+      let finishReason: string | undefined
+      let usage: CompletionChunk["usage"]
+      let tokensSeen = 0
+      // Pulled by hand rather than with Stream.fromAsyncIterable: ending that stream awaits the iterator's
+      // `return()`, which waits for the pending read of a stalled server forever; aborting the signal ends both.
+      const iterator = chunks[Symbol.asyncIterator]()
+      const next = Effect.tryPromise({ try: () => iterator.next(), catch: classifyUpstreamError }).pipe(
+        Effect.mapError(Option.some),
+        Effect.flatMap((result) => (result.done ? Effect.fail(Option.none()) : Effect.succeed(result.value)))
+      )
+      const tokens = Stream.repeatEffectOption(next).pipe(
+        Stream.mapConcat((chunk) => {
+          const choice = chunk.choices?.[0]
+          finishReason = choice?.finish_reason ?? finishReason
+          usage = chunk.usage ?? usage
+          const text = choice?.delta?.content ?? ""
+          if (choice !== undefined) tokensSeen++
+          return text.length > 0 ? [GenerationChunk.Token({ text })] : []
+        })
+      )
+      // The completion record is built once the server closed the stream, from its own counts.
+      const completion = Stream.sync(() =>
+        GenerationChunk.Completed({
+          finishReason: finishReasonOf(finishReason),
+          promptTokens: usage?.prompt_tokens ?? 0,
+          completionTokens: usage?.completion_tokens ?? tokensSeen
+        })
+      )
+      return Stream.concat(tokens, completion)
+    })
+  )
+
+/** A generator on a chat completions server: the resilience policy around `chatCompletionStream`. */
+export const makeRemoteGenerator = (options: {
+  readonly name: string
+  readonly client: InferenceClient
+  readonly target: ChatTarget
+  readonly info: Effect.Effect<ModelInfo, GeneratorError>
+  /** The server's own health, when it has an endpoint for it. */
+  readonly health: Effect.Effect<DependencyHealth>
+  readonly settings: ResilienceSettings
+}) =>
+  Effect.gen(function* () {
+    const breaker = yield* makeCircuitBreaker(
+      options.settings.breakerThreshold,
+      options.settings.breakerCooldownMs,
+      options.name
+    )
+    const readiness = Effect.flatMap(Effect.zip(breaker.state, Clock.currentTimeMillis), ([state, now]) =>
+      state._tag === "Open" && now < state.until
+        ? Effect.succeed<DependencyHealth>({
+            status: "down",
+            kind: options.name,
+            detail: "circuit open: the model server keeps failing"
+          })
+        : options.health
+    )
+    return Generator.make({
+      info: options.info,
+      readiness,
+      stream: (request) =>
+        resilientStream(() => chatCompletionStream(options.client, options.target, request), options.settings, breaker)
+    })
+  })
