@@ -4,6 +4,13 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     testTimeout: 30_000,
-    hookTimeout: 30_000
+    hookTimeout: 30_000,
+    // Only with --coverage (`npm run test:coverage`, as CI runs it): plain `npm test` collects nothing.
+    coverage: {
+      provider: "v8",
+      include: ["src/**/*.ts"],
+      reporter: ["text-summary", "lcov"],
+      thresholds: { lines: 80 }
+    }
   }
 })

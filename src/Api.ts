@@ -1,6 +1,7 @@
 /** The whole HTTP API of Nexxi; OpenAPI (`/openapi.json`, `/docs`) is generated from it. */
 import { HttpApi, OpenApi } from "@effect/platform"
 import { ChatApi } from "./Chat/Api.js"
+import { ConversationsApi } from "./Conversations/Api.js"
 import { asErrorBody, InternalError } from "./Domain/Errors.js"
 import { SystemApi } from "./System/Api.js"
 
@@ -35,6 +36,7 @@ const withoutBuiltinDecodeError = (spec: Json): Json => {
 
 export class Api extends HttpApi.make("nexxi")
   .add(ChatApi)
+  .add(ConversationsApi)
   .add(SystemApi)
   .addError(asErrorBody(InternalError))
   .annotate(OpenApi.Title, "Nexxi")

@@ -45,6 +45,13 @@ const positiveInt = (name: string, fallback: number) =>
     Config.validate({ message: `${name} must be a positive integer`, validation: (n) => n > 0 })
   )
 
+const optionalPositiveInt = (name: string) =>
+  Config.option(
+    Config.integer(name).pipe(
+      Config.validate({ message: `${name} must be a positive integer`, validation: (n) => n > 0 })
+    )
+  )
+
 const optionalSecret = (name: string) => Config.option(Config.redacted(name))
 
 const commaList = (name: string) =>
@@ -58,7 +65,34 @@ const commaList = (name: string) =>
     )
   )
 
+/** A score threshold of the safety filter, in (0, 1]. */
+const scoreThreshold = (name: string, fallback: number) =>
+  Config.number(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `${name} must be a number in (0, 1]`, validation: (n) => n > 0 && n <= 1 })
+  )
+
+const nonNegativeInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `${name} must be 0 or a positive integer`, validation: (n) => n >= 0 })
+  )
+
+/**
+ * Where the database is: the PostgreSQL server of DATABASE_URL, else the embedded PGlite in DATA_DIR. Read with the
+ * other settings by the server, and alone by the keys CLI (which needs no API_KEY).
+ */
+const databaseFields = {
+  databaseUrl: optionalSecret("DATABASE_URL"),
+  dataDir: Config.string("DATA_DIR").pipe(Config.withDefault("data")),
+  databasePoolSize: positiveInt("DATABASE_POOL_SIZE", 10),
+  storageTimeoutMs: positiveInt("STORAGE_TIMEOUT_MS", 5_000)
+}
+export const databaseSettings = Config.all(databaseFields)
+export type DatabaseSettings = Config.Config.Success<typeof databaseSettings>
+
 const settings = Config.all({
+  ...databaseFields,
   appEnv: Config.literal("development", "staging", "production")("APP_ENV").pipe(Config.withDefault("development")),
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
   port: Config.port("PORT").pipe(Config.withDefault(8000)),
@@ -68,7 +102,6 @@ const settings = Config.all({
   hfToken: optionalSecret("HF_TOKEN"),
   hfModelName: Config.string("HF_MODEL_NAME").pipe(Config.withDefault("mistralai/Mistral-7B-Instruct-v0.3")),
   redisUrl: optionalSecret("REDIS_URL"),
-  databaseUrl: optionalSecret("DATABASE_URL"),
   maxBodyBytes: positiveInt("MAX_BODY_BYTES", 256 * 1024),
   maxMessageChars: positiveInt("MAX_MESSAGE_CHARS", 32_000),
   shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000),
@@ -78,7 +111,6 @@ const settings = Config.all({
     Config.withDefault("You are Nexxi, a helpful, accurate and concise assistant.")
   ),
   maxNewTokens: positiveInt("MAX_NEW_TOKENS", 512),
-  dataDir: Config.string("DATA_DIR").pipe(Config.withDefault("data")),
   // Generator: which backend, and how Nexxi copes with a misbehaving model server.
   generator: Config.literal("tgi", "hf", "echo")("GENERATOR").pipe(Config.option),
   tgiUrl: Config.option(Config.string("TGI_URL")),
@@ -98,10 +130,53 @@ const settings = Config.all({
   ),
   generatorBreakerThreshold: positiveInt("GENERATOR_BREAKER_THRESHOLD", 5),
   generatorBreakerCooldownMs: positiveInt("GENERATOR_BREAKER_COOLDOWN_MS", 30_000),
+  // Telemetry: traces go out by OTLP/HTTP only when an endpoint is set (the exporter reads the other OTEL_* itself).
+  otelEndpoint: Config.option(Config.string("OTEL_EXPORTER_OTLP_ENDPOINT")),
+  otelServiceName: Config.string("OTEL_SERVICE_NAME").pipe(Config.withDefault("nexxi")),
+  otelCaptureContent: Config.boolean("OTEL_CAPTURE_CONTENT").pipe(Config.withDefault(false)),
   echoTokenDelayMs: Config.integer("ECHO_TOKEN_DELAY_MS").pipe(Config.withDefault(15)),
+  // Safety: what the filter blocks and flags, and where personal data is redacted (log lines always are).
+  safetyMode: Config.literal("enforce", "monitor", "off")("SAFETY_MODE").pipe(Config.withDefault("enforce")),
+  safetyBlockThreshold: scoreThreshold("SAFETY_BLOCK_THRESHOLD", 0.6),
+  safetyFlagThreshold: scoreThreshold("SAFETY_FLAG_THRESHOLD", 0.4),
+  safetyOutputRedact: Config.boolean("SAFETY_OUTPUT_REDACT").pipe(Config.withDefault(false)),
+  piiRedactStorage: Config.boolean("PII_REDACT_STORAGE").pipe(Config.withDefault(true)),
+  piiRedactPrompt: Config.boolean("PII_REDACT_PROMPT").pipe(Config.withDefault(false)),
+  piiTypes: commaList("PII_TYPES"),
+  piiPhoneRegions: commaList("PII_PHONE_REGIONS"),
+  // Sessions: where conversations are kept, for how long, and how much of them reaches the model.
   sessionTtlSeconds: positiveInt("SESSION_TTL_SECONDS", 24 * 60 * 60),
-  sessionMaxMessages: positiveInt("SESSION_MAX_MESSAGES", 200),
-  sessionMaxSessions: positiveInt("SESSION_MAX_SESSIONS", 10_000)
+  sessionMaxTurns: positiveInt("SESSION_MAX_TURNS", 100),
+  sessionMaxSessions: positiveInt("SESSION_MAX_SESSIONS", 10_000),
+  sessionLockTimeoutMs: positiveInt("SESSION_LOCK_TIMEOUT_MS", 2_000),
+  sessionLockTtlMs: positiveInt("SESSION_LOCK_TTL_MS", 30_000),
+  redisKeyPrefix: Config.string("REDIS_KEY_PREFIX").pipe(Config.withDefault("nexxi:")),
+  redisConnectTimeoutMs: positiveInt("REDIS_CONNECT_TIMEOUT_MS", 2_000),
+  redisCommandTimeoutMs: positiveInt("REDIS_COMMAND_TIMEOUT_MS", 1_000),
+  maxInputTokens: optionalPositiveInt("MAX_INPUT_TOKENS"),
+  maxTotalTokens: optionalPositiveInt("MAX_TOTAL_TOKENS"),
+  // Storage: conversations and usage in PostgreSQL (DATABASE_URL), else in an embedded PGlite in DATA_DIR.
+  storageQueueSize: positiveInt("STORAGE_QUEUE_SIZE", 1_000),
+  storageRetryMaxDelayMs: positiveInt("STORAGE_RETRY_MAX_DELAY_MS", 10_000),
+  storageFlushTimeoutMs: positiveInt("STORAGE_FLUSH_TIMEOUT_MS", 5_000),
+  // Keys and rate limits: defaults for every API key (a managed key may set its own; 0 = unlimited), enforced in
+  // Redis for all replicas together when REDIS_URL is set, else in this process's memory.
+  rateLimitRpm: nonNegativeInt("RATE_LIMIT_RPM", 60),
+  rateLimitTpm: nonNegativeInt("RATE_LIMIT_TPM", 100_000),
+  rateLimitConcurrency: nonNegativeInt("RATE_LIMIT_CONCURRENCY", 4),
+  // Redis unreachable: `closed` answers 503, `open` lets requests through. Unset: open in development, else closed.
+  rateLimitFailMode: Config.option(Config.literal("closed", "open")("RATE_LIMIT_FAIL_MODE")),
+  authFailuresPerMinute: nonNegativeInt("AUTH_FAILURES_PER_MINUTE", 10),
+  // How many proxies in front of Nexxi append to X-Forwarded-For; 0: the socket's address is the client's.
+  trustProxy: nonNegativeInt("TRUST_PROXY", 0),
+  // How long a replica trusts what it read about a managed key: a revoked key stops working within this time.
+  apiKeyCacheMs: Config.integer("API_KEY_CACHE_MS").pipe(
+    Config.withDefault(3_000),
+    Config.validate({
+      message: "API_KEY_CACHE_MS must be between 0 and 5000, so that a revoked key stops working within 5 s",
+      validation: (n) => n >= 0 && n <= 5_000
+    })
+  )
 })
 
 export type Settings = Config.Config.Success<typeof settings>

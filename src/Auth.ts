@@ -34,13 +34,15 @@ export const ApiKeyAuthLive = Layer.effect(
     return ApiKeyAuth.of({
       apiKey: (provided) => {
         const given = Redacted.value(provided)
-        return given.length > 0 && timingSafeEqual(digest(given), expected)
-          ? Effect.succeed(caller)
-          : Effect.fail(
-              new Unauthorized({
-                message: given.length === 0 ? "Missing X-API-Key header" : "Invalid API key"
-              })
-            )
+        return (
+          given.length > 0 && timingSafeEqual(digest(given), expected)
+            ? Effect.succeed(caller)
+            : Effect.fail(
+                new Unauthorized({
+                  message: given.length === 0 ? "Missing X-API-Key header" : "Invalid API key"
+                })
+              )
+        ).pipe(Effect.withSpan("Auth.apiKey"))
       }
     })
   })

@@ -1,29 +1,49 @@
 /**
  * Chat: one conversation turn through the whole pipeline,
  *
- *   safety → session (history) → generator (tokens) → session + storage (the turn is kept)
+ *   safety → session (lock, history, window) → generator (tokens) → session + storage (the turn is kept)
  *
  * for both the whole-reply and the streaming endpoints. A turn is saved once: completed, or — when the client
  * goes away, the server shuts down or the model fails mid-reply — with the partial reply marked interrupted.
+ *
+ * Every turn holds its session's lock from before the history is read until the turn is saved (for a stream: its
+ * end), so two requests on one session never interleave; the later one waits briefly, then gets 409. The prompt is
+ * the system prompt, the newest turns that fit the model's context (`Session/Window.ts`), and the new message.
  */
-import { Chunk, Clock, Data, DateTime, Effect, Option, Stream } from "effect"
+import { Chunk, Clock, Data, DateTime, Effect, Metric, MetricBoundaries, Option, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { AppConfig } from "./AppConfig.js"
 import type { Caller } from "./Auth.js"
 import { ValidationError } from "./Domain/Errors.js"
-import { ChatMessage, type SessionId } from "./Domain/Session.js"
+import { type SessionId, SessionMessage, Turn } from "./Domain/Session.js"
 import {
   type Completed,
   type FinishReason,
   type GenerationRequest,
   Generator,
   type GeneratorError,
+  InputTooLong,
   type PromptMessage
 } from "./Generator.js"
 import { currentRequestId } from "./Http/RequestId.js"
 import { ContentBlocked, Safety } from "./Safety.js"
-import { Session, SessionNotFound, type SessionUnavailable } from "./Session.js"
+import { Session, type SessionBusy, SessionNotFound, type SessionUnavailable } from "./Session.js"
+import { promptBudget, promptTokens, slidingWindow } from "./Session/Window.js"
 import { Storage, type StorageUnavailable } from "./Storage.js"
+import { Tokenizer } from "./Tokenizer.js"
+
+const windowTruncations = Metric.counter("nexxi_session_window_truncations_total", {
+  description: "Prompts from which the oldest turns of the session were left out to fit the model's context.",
+  incremental: true
+})
+
+/** From 64 tokens to the 32768 of Mistral-7B-Instruct-v0.3's context, doubling. */
+const promptTokensHistogram = Metric.histogram(
+  "nexxi_session_window_prompt_tokens",
+  MetricBoundaries.exponential({ start: 64, factor: 2, count: 10 }),
+  "Tokens of each prompt sent to the model (system prompt, the session's window, the new message and the chat " +
+    "template), as Nexxi counts them."
+)
 
 export interface TurnInput {
   readonly caller: Caller
@@ -39,7 +59,13 @@ export const ChatEvent = Data.taggedEnum<ChatEvent>()
 type Finished = Extract<ChatEvent, { _tag: "Finished" }>
 
 export type TurnError =
-  ValidationError | ContentBlocked | SessionNotFound | SessionUnavailable | StorageUnavailable | GeneratorError
+  | ValidationError
+  | ContentBlocked
+  | SessionNotFound
+  | SessionBusy
+  | SessionUnavailable
+  | StorageUnavailable
+  | GeneratorError
 
 export interface ChatReply {
   readonly sessionId: SessionId
@@ -66,6 +92,9 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
     const session = yield* Session
     const generator = yield* Generator
     const storage = yield* Storage
+    const tokenizer = yield* Tokenizer
+    // Visible (at 0) from the first scrape, so that a rate can be taken before the first truncation.
+    yield* Metric.incrementBy(windowTruncations, 0)
 
     const checkLength = (message: string) => {
       const length = [...message].length
@@ -79,7 +108,19 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
         : Effect.void
     }
 
-    /** Everything before the model: validation, safety, and the conversation so far. */
+    /** The turns of a session of this owner, or 404: another key's session does not exist for the caller. */
+    const turnsOf = (owner: string, id: SessionId) =>
+      Effect.flatMap(session.history(owner, id), (found) =>
+        Option.match(found, {
+          onNone: () => new SessionNotFound({ message: `No session ${id}` }),
+          onSome: Effect.succeed
+        })
+      )
+
+    /**
+     * Everything before the model: validation, safety, the session's lock (held for the rest of the scope), and the
+     * window of the conversation that fits the prompt budget.
+     */
     const prepare = (input: TurnInput) =>
       Effect.gen(function* () {
         yield* checkLength(input.message)
@@ -88,34 +129,53 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
           const categories = Object.keys(verdict.categories)
           return yield* new ContentBlocked({ message: "The message was blocked by the safety filter", categories })
         }
+        // A turn that could not be stored is refused now (503) rather than lost after the reply.
+        yield* storage.admit
         const owner = input.caller.keyId
-        const sessionId = Option.getOrElse(input.sessionId, () => randomUUID() as SessionId)
-        const history = yield* Option.match(input.sessionId, {
-          onNone: () => Effect.succeed<ReadonlyArray<ChatMessage>>([]),
-          onSome: (id) =>
-            Effect.flatMap(session.history(owner, id), (found) =>
-              Option.match(found, {
-                onNone: () => new SessionNotFound({ message: `No session ${id}` }),
-                onSome: Effect.succeed
-              })
-            )
+        const info = yield* generator.info
+        // Settings win over what the model server reports, so an operator can keep prompts smaller.
+        const budget = promptBudget({
+          maxInputTokens: Option.orElse(config.maxInputTokens, () => info.maxInputTokens),
+          maxTotalTokens: Option.orElse(config.maxTotalTokens, () => info.maxTotalTokens),
+          maxNewTokens: config.maxNewTokens
         })
+        const lastMessageTokens = yield* tokenizer.lastMessageTokens(config.systemPrompt, input.message)
+        const alone = promptTokens([], lastMessageTokens)
+        if (alone > budget) {
+          return yield* new InputTooLong({
+            message:
+              `The message is too long for the model: with the system prompt and chat template it takes ${alone} ` +
+              `tokens, and a prompt may take at most ${budget} tokens`
+          })
+        }
+        const sessionId = Option.getOrElse(input.sessionId, () => randomUUID() as SessionId)
+        // A new session's turn locks too: nobody else knows its id yet, but a store that is down then fails the
+        // turn here, before the model runs, rather than when saving it.
+        yield* session.lock(owner, sessionId)
+        const history = Option.isSome(input.sessionId) ? yield* turnsOf(owner, sessionId) : []
+        const window = slidingWindow(history, lastMessageTokens, budget)
+        if (window.dropped > 0) yield* Metric.increment(windowTruncations)
+        yield* Metric.update(promptTokensHistogram, window.promptTokens)
         const messages: Array<PromptMessage> = [
           { role: "system", content: config.systemPrompt },
-          ...history.map(({ role, content }) => ({ role, content })),
+          ...window.turns.flatMap(({ user, assistant }) => [
+            { role: user.role, content: user.content },
+            { role: assistant.role, content: assistant.content }
+          ]),
           { role: "user", content: input.message }
         ]
         const request: GenerationRequest = { messages, maxNewTokens: config.maxNewTokens }
-        const userMessage = new ChatMessage({ role: "user", content: input.message, created_at: yield* DateTime.now })
-        return { owner, sessionId, request, userMessage }
+        return { owner, sessionId, modelId: info.modelId, request, verdict, userCreatedAt: yield* DateTime.now }
       }).pipe(Effect.withSpan("Chat.prepare"))
 
-    /** The turn's events; the turn is saved when the reply completes, or as interrupted if it ends early. */
+    /**
+     * The turn's events; the turn is saved when the reply completes, or as interrupted if it ends early. The session
+     * stays locked until the scope closes: run the events within it.
+     */
     const run = (input: TurnInput) =>
       Effect.gen(function* () {
         const startNanos = yield* Clock.currentTimeNanos
-        const { owner, sessionId, request, userMessage } = yield* prepare(input)
-        const { modelId } = yield* generator.info
+        const { owner, sessionId, modelId, request, verdict, userCreatedAt } = yield* prepare(input)
         const requestId = yield* currentRequestId
         let reply = ""
         let firstTokenMs: Option.Option<number> = Option.none()
@@ -124,14 +184,21 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
         const save = (completion: Completed | undefined) =>
           Effect.gen(function* () {
             saved = true
-            const interrupted = completion === undefined
-            const assistant = new ChatMessage({
+            // Counted once, here, and kept with the messages: later turns' windows only add up the counts.
+            const userMessage = new SessionMessage({
+              role: "user",
+              content: input.message,
+              created_at: userCreatedAt,
+              tokens: yield* tokenizer.messageTokens("user", input.message)
+            })
+            const assistant = new SessionMessage({
               role: "assistant",
               content: reply,
               created_at: yield* DateTime.now,
-              interrupted
+              interrupted: completion === undefined,
+              tokens: yield* tokenizer.messageTokens("assistant", reply)
             })
-            yield* session.append(owner, sessionId, [userMessage, assistant])
+            yield* session.append(owner, sessionId, new Turn({ user: userMessage, assistant }))
             yield* storage.recordTurn({
               requestId,
               owner,
@@ -143,7 +210,8 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
               promptTokens: completion?.promptTokens ?? 0,
               completionTokens: completion?.completionTokens ?? 0,
               timeToFirstTokenMs: firstTokenMs,
-              durationMs: yield* elapsedMs(startNanos)
+              durationMs: yield* elapsedMs(startNanos),
+              safety: { action: verdict.action, categories: verdict.categories }
             })
           }).pipe(Effect.withSpan("Chat.saveTurn"))
 
@@ -197,9 +265,12 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
             responseTimeMs: yield* elapsedMs(startNanos),
             timestamp: DateTime.formatIso(yield* DateTime.now)
           }
-        }).pipe(Effect.withSpan("Chat.reply")),
+        }).pipe(Effect.scoped, Effect.withSpan("Chat.reply")),
 
-      /** The reply as events. Succeeds once the first event arrived, so early failures keep their HTTP status. */
+      /**
+       * The reply as events. Succeeds once the first event arrived, so early failures keep their HTTP status. The
+       * session stays locked until the caller's scope (the response's) closes, after the last event.
+       */
       stream: (input: TurnInput) =>
         Effect.gen(function* () {
           const { sessionId, events } = yield* run(input)
@@ -215,21 +286,21 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
           return turn
         }).pipe(Effect.withSpan("Chat.stream")),
 
+      /** The session's messages, oldest first. Needs no lock: a reader sees whole turns only. */
       transcript: (caller: Caller, id: SessionId) =>
-        Effect.flatMap(session.history(caller.keyId, id), (found) =>
-          Option.match(found, {
-            onNone: () => new SessionNotFound({ message: `No session ${id}` }),
-            onSome: Effect.succeed
-          })
-        ),
+        Effect.map(turnsOf(caller.keyId, id), (turns) => turns.flatMap(({ user, assistant }) => [user, assistant])),
 
-      /** Forgets the conversation in the session store and deletes its stored transcript. */
+      /**
+       * Forgets the conversation in the session store and deletes its stored transcript. Takes the session's lock,
+       * so that a turn in progress cannot bring the session back by saving itself after the deletion.
+       */
       clear: (caller: Caller, id: SessionId) =>
         Effect.gen(function* () {
+          yield* session.lock(caller.keyId, id)
           const inSession = yield* session.remove(caller.keyId, id)
           const inStorage = yield* storage.deleteConversation(caller.keyId, id)
           if (!inSession && !inStorage) return yield* new SessionNotFound({ message: `No session ${id}` })
-        })
+        }).pipe(Effect.scoped)
     } as const
   })
 }) {}

@@ -10,6 +10,7 @@ import { Api } from "./Api.js"
 import { AppConfig } from "./AppConfig.js"
 import { Chat } from "./Chat.js"
 import { ChatHttpLive } from "./Chat/Http.js"
+import { ConversationsHttpLive } from "./Conversations/Http.js"
 import { GeneratorLive } from "./Generator/Live.js"
 import { edge } from "./Http/Edge.js"
 import { renderFailure } from "./Http/Errors.js"
@@ -18,9 +19,11 @@ import { makeRouteTable, routesOf } from "./Http/Routes.js"
 import { LoggingLive } from "./Logging.js"
 import { Metrics } from "./Metrics.js"
 import { Safety } from "./Safety.js"
-import { Session } from "./Session.js"
-import { Storage } from "./Storage.js"
+import { SessionLive } from "./Session/Live.js"
+import { StorageLive } from "./Storage/Live.js"
 import { SystemHttpLive } from "./System/Http.js"
+import { TracingLive } from "./Tracing.js"
+import { Tokenizer } from "./Tokenizer.js"
 
 const DOCS_PATH = "/docs"
 const OPENAPI_PATH = "/openapi.json"
@@ -65,7 +68,7 @@ const ErrorRenderingLive = HttpApiBuilder.middleware(
   })
 )
 
-const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([ChatHttpLive, SystemHttpLive]))
+const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([ChatHttpLive, ConversationsHttpLive, SystemHttpLive]))
 
 /** The HTTP application on whatever `HttpServer` is provided (a real port, or a test server). */
 export const HttpAppLive = Layer.unwrapEffect(
@@ -80,9 +83,13 @@ export const HttpAppLive = Layer.unwrapEffect(
   })
 )
 
-/** The embedded default: everything in process, no Redis, Postgres or GPU. */
+/**
+ * The services on their configured backends; the defaults are embedded (no Redis, Postgres or GPU needed).
+ */
 export const ServicesLive = Chat.Default.pipe(
-  Layer.provideMerge(Layer.mergeAll(Safety.Default, Session.Default, Storage.Default, GeneratorLive, Metrics.Default))
+  Layer.provideMerge(
+    Layer.mergeAll(Safety.Default, SessionLive, StorageLive, GeneratorLive, Metrics.Default, Tokenizer.Default)
+  )
 )
 
 /**
@@ -119,6 +126,7 @@ export const HttpLive = Layer.unwrapEffect(
 ).pipe(
   Layer.provide(ServicesLive),
   Layer.provideMerge(InFlight.Default),
+  Layer.provide(TracingLive),
   Layer.provide(LoggingLive),
   Layer.provideMerge(AppConfig.Default)
 )

@@ -25,6 +25,7 @@ import { emptyResource } from "@opentelemetry/resources"
 import type { MetricProducer } from "@opentelemetry/sdk-metrics"
 import { Effect, Metric, MetricBoundaries, MetricLabel } from "effect"
 import type { Scope } from "effect"
+import { processMetrics } from "./Metrics/Process.js"
 
 // --- HTTP ------------------------------------------------------------------------------------------------------
 
@@ -173,7 +174,11 @@ export class Metrics extends Effect.Service<Metrics>()("nexxi/Metrics", {
     // scrape. Adding 0 rather than setting 0 keeps the count right when another layer in the process has streams open.
     yield* Metric.incrementBy(activeStreams, 0)
 
-    const scrape: Effect.Effect<string> = Effect.promise(() => reader.collect()).pipe(
+    const sampleProcess = yield* processMetrics
+    const scrape: Effect.Effect<string> = Effect.zipRight(
+      sampleProcess,
+      Effect.promise(() => reader.collect())
+    ).pipe(
       Effect.tap(({ errors }) =>
         errors.length > 0 ? Effect.logWarning("metrics collection reported errors", ...errors) : Effect.void
       ),

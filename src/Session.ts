@@ -1,13 +1,16 @@
 /**
- * Session: the conversation memory of each chat, so that the next turn sees the earlier ones. A session belongs
- * to the caller that created it: for anyone else it does not exist. The embedded default keeps sessions in
- * memory, bounded in count and in messages per session, and forgets them after a TTL of inactivity.
+ * Session: the conversation memory of each chat, so that the next turn sees the earlier ones. A session is a list
+ * of whole turns (a user message and its reply, each with its token count) that belongs to the API key that
+ * created it: for any other key it does not exist. It is forgotten after `SESSION_TTL_SECONDS` without use and
+ * keeps at most `SESSION_MAX_TURNS` turns. One request at a time works on a session: see `lock`.
+ *
+ * Two backends, chosen by `SessionLive` (`Session/Live.ts`): Redis when `REDIS_URL` is set (`Session/Redis.ts`),
+ * else process memory (`Session/Memory.ts`).
  */
-import { Clock, Effect, Option } from "effect"
-import { AppConfig } from "./AppConfig.js"
+import { Context, Effect, type Option, type Scope } from "effect"
 import { ClientError, retryAfter } from "./Domain/Errors.js"
 import type { DependencyHealth } from "./Domain/Health.js"
-import type { ChatMessage, SessionId } from "./Domain/Session.js"
+import type { SessionId, Turn } from "./Domain/Session.js"
 
 export class SessionNotFound extends ClientError<SessionNotFound>()(
   "SessionNotFound",
@@ -22,91 +25,55 @@ export class SessionUnavailable extends ClientError<SessionUnavailable>()(
   retryAfter
 ) {}
 
+export class SessionBusy extends ClientError<SessionBusy>()(
+  "SessionBusy",
+  409,
+  "Another request is working on this session; retry when it has finished"
+) {}
+
 export interface SessionShape {
-  /** The messages of a session, oldest first; none when it is unknown, expired or another caller's. */
+  /** The turns of a session, oldest first, and a fresh TTL; none when it is unknown, expired or another key's. */
   readonly history: (
     owner: string,
     id: SessionId
-  ) => Effect.Effect<Option.Option<ReadonlyArray<ChatMessage>>, SessionUnavailable>
-  /** Appends messages atomically (a reader never sees half a turn), creating the session if needed. */
-  readonly append: (
-    owner: string,
-    id: SessionId,
-    messages: ReadonlyArray<ChatMessage>
-  ) => Effect.Effect<void, SessionUnavailable>
-  /** Forgets a session; false when there was nothing (for this caller) to forget. */
+  ) => Effect.Effect<Option.Option<ReadonlyArray<Turn>>, SessionUnavailable>
+  /**
+   * Appends a turn atomically (a reader never sees half of it), creating the session if needed, refreshing its TTL
+   * and dropping its oldest turns beyond the maximum.
+   */
+  readonly append: (owner: string, id: SessionId, turn: Turn) => Effect.Effect<void, SessionUnavailable>
+  /** Forgets a session; false when there was nothing (for this owner) to forget. */
   readonly remove: (owner: string, id: SessionId) => Effect.Effect<boolean, SessionUnavailable>
+  /**
+   * Holds the session's lock until the scope closes. Waits up to `SESSION_LOCK_TIMEOUT_MS` for another holder to
+   * finish, then fails with `SessionBusy`.
+   */
+  readonly lock: (owner: string, id: SessionId) => Effect.Effect<void, SessionBusy | SessionUnavailable, Scope.Scope>
   readonly readiness: Effect.Effect<DependencyHealth>
 }
 
-interface StoredSession {
-  readonly owner: string
-  messages: ReadonlyArray<ChatMessage>
-  expiresAt: number
-}
+export class Session extends Context.Tag("nexxi/Session")<Session, SessionShape>() {}
 
-export interface MemoryLimits {
-  readonly ttlMillis: number
-  readonly maxSessions: number
-  readonly maxMessages: number
-}
-
-/** In-process sessions: a Map kept in least-recently-used order, so the oldest session is evicted first. */
-export const makeMemorySessions = (limits: MemoryLimits): SessionShape => {
-  const sessions = new Map<SessionId, StoredSession>()
-
-  const live = (owner: string, id: SessionId, now: number): StoredSession | undefined => {
-    const session = sessions.get(id)
-    if (session === undefined) return undefined
-    if (session.expiresAt <= now) {
-      sessions.delete(id)
-      return undefined
-    }
-    return session.owner === owner ? session : undefined
-  }
-
-  const touch = (id: SessionId, session: StoredSession, now: number) => {
-    session.expiresAt = now + limits.ttlMillis
-    sessions.delete(id)
-    sessions.set(id, session)
-  }
-
-  return {
-    history: (owner, id) =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
-        const session = live(owner, id, now)
-        if (session === undefined) return Option.none()
-        touch(id, session, now)
-        return Option.some(session.messages)
-      }),
-    append: (owner, id, messages) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const existing = sessions.get(id)
-        if (existing !== undefined && existing.owner !== owner && existing.expiresAt > now) {
-          // Ids are random UUIDs: a collision with another caller's live session is an attack or a bug.
-          return Effect.die(new Error("session id belongs to another caller"))
-        }
-        const session = live(owner, id, now) ?? { owner, messages: [], expiresAt: 0 }
-        session.messages = [...session.messages, ...messages].slice(-limits.maxMessages)
-        touch(id, session, now)
-        for (const oldest of sessions.keys()) {
-          if (sessions.size <= limits.maxSessions) break
-          sessions.delete(oldest)
-        }
-        return Effect.void
-      }),
-    remove: (owner, id) =>
-      Effect.map(Clock.currentTimeMillis, (now) => live(owner, id, now) !== undefined && sessions.delete(id)),
-    readiness: Effect.succeed({ status: "embedded", kind: "memory" })
-  }
-}
-
-export class Session extends Effect.Service<Session>()("nexxi/Session", {
-  effect: Effect.map(AppConfig, (config) =>
-    makeMemorySessions({
-      ttlMillis: config.sessionTtlSeconds * 1000,
-      maxSessions: config.sessionMaxSessions,
-      maxMessages: config.sessionMaxMessages
-    })
+/**
+ * A lock held for the current scope, common to every backend. The release (which must only free the lock if this
+ * holder has it) is registered before the first attempt, so that an attempt that took the lock just as it timed out
+ * or was interrupted cannot leave it taken.
+ */
+export const holdLock = (options: {
+  readonly id: SessionId
+  readonly take: Effect.Effect<void, SessionUnavailable, Scope.Scope>
+  readonly release: Effect.Effect<void>
+  readonly timeoutMillis: number
+}): Effect.Effect<void, SessionBusy | SessionUnavailable, Scope.Scope> =>
+  Effect.zipRight(
+    Effect.addFinalizer(() => options.release),
+    options.take.pipe(
+      Effect.timeoutFail({
+        duration: options.timeoutMillis,
+        onTimeout: () =>
+          new SessionBusy({
+            message: `Session ${options.id} is busy with another request; retry when that one has finished`
+          })
+      })
+    )
   )
-}) {}

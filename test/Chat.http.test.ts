@@ -3,10 +3,10 @@
  * test generators where a test needs to control or observe the model.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { GeneratorUnavailable, InputTooLong } from "../src/Generator.js"
 import { allow, Safety } from "../src/Safety.js"
-import { Storage } from "../src/Storage.js"
+import { makeMemoryStorage, Storage, StorageUnavailable } from "../src/Storage.js"
 import { failingGenerator, makeGatedGenerator, recordingGenerator } from "./support/generators.js"
 import { startTestServer, TEST_API_KEY } from "./support/server.js"
 import { readSse } from "./support/sse.js"
@@ -119,6 +119,23 @@ describe("POST /v1/chat", () => {
       expect(turn.sessionId).toBe(body.session_id)
       expect([turn.promptTokens, turn.completionTokens]).toEqual([9, 2])
       expect([turn.userMessage.content, turn.reply.content, turn.reply.interrupted]).toEqual(["count me", "ab", false])
+    })
+  )
+
+  it.scopedLive("refuses a turn with 503 when storage cannot take it, before calling the model", () =>
+    Effect.gen(function* () {
+      const generator = recordingGenerator(["never"])
+      const { storage } = makeMemoryStorage()
+      const full = Layer.succeed(Storage, {
+        ...storage,
+        admit: new StorageUnavailable({ message: "The write queue is full", retry_after_seconds: 2 })
+      })
+      const server = yield* startTestServer({ generator: generator.layer, storage: full })
+      const response = yield* call(() => server.request("/v1/chat", { method: "POST", json: { message: "hi" } }))
+      expect(response.status).toBe(503)
+      expect(response.headers.get("retry-after")).toBe("2")
+      expect((yield* json(response)).error.type).toBe("storage_unavailable")
+      expect(generator.requests).toHaveLength(0)
     })
   )
 

@@ -38,7 +38,7 @@ describe("start-up", () => {
     expect(lines[0]!.startsWith(`nexxi: cannot start: ${line}`), lines[0]).toBe(true)
   })
 
-  it("in development without API_KEY uses a generated key, kept in DATA_DIR across restarts", async () => {
+  it("in development without API_KEY uses a generated key, kept in DATA_DIR across restarts with the conversations", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "nexxi-data-"))
     try {
       const first = await start({ DATA_DIR: dataDir })
@@ -47,15 +47,22 @@ describe("start-up", () => {
       expect(key.length).toBeGreaterThanOrEqual(32)
       expect(readFileSync(join(dataDir, "dev-api-key"), "utf8").trim()).toBe(key)
       expect(statSync(join(dataDir, "dev-api-key")).mode & 0o077).toBe(0)
-      expect((await chat(first, key)).status).toBe(200)
+      const firstChat = await chat(first, key)
+      expect(firstChat.status).toBe(200)
+      const { session_id } = (await firstChat.json()) as { session_id: string }
       expect((await chat(first, "not-the-key")).status).toBe(401)
       expect(first.stdout()).not.toContain(key)
+      // Straight to shutdown: the turn may still be queued for the embedded database, and is written before exit.
       first.child.kill("SIGTERM")
       expect(await first.exited).toBe(0)
 
       const second = await start({ DATA_DIR: dataDir })
       await second.waitForOutput("Listening on")
       expect((await chat(second, key)).status).toBe(200)
+      const stored = await fetch(`${second.url}/v1/conversations/${session_id}`, { headers: { "x-api-key": key } })
+      expect(stored.status).toBe(200)
+      const { title, messages } = (await stored.json()) as { title: string; messages: Array<{ role: string }> }
+      expect([title, messages.map((message) => message.role)]).toEqual(["hello", ["user", "assistant"]])
     } finally {
       rmSync(dataDir, { recursive: true, force: true })
     }

@@ -11,11 +11,11 @@ import {
   ValidationError,
   withErrors
 } from "../Domain/Errors.js"
-import { ChatMessage, SessionId } from "../Domain/Session.js"
+import { SessionId, SessionMessage } from "../Domain/Session.js"
 import { MessageText } from "../Domain/Text.js"
 import { GeneratorErrors } from "../Generator.js"
 import { ContentBlocked } from "../Safety.js"
-import { SessionNotFound, SessionUnavailable } from "../Session.js"
+import { SessionBusy, SessionNotFound, SessionUnavailable } from "../Session.js"
 import { StorageUnavailable } from "../Storage.js"
 
 /** Unknown fields are an error, not silently dropped: a typo in a field name should not go unnoticed. */
@@ -60,7 +60,7 @@ export const SessionRef = Schema.Struct({ session_id: SessionId }).annotations({
 
 export const SessionTranscript = Schema.Struct({
   session_id: SessionId,
-  messages: Schema.Array(ChatMessage)
+  messages: Schema.Array(SessionMessage)
 }).annotations({ identifier: "SessionTranscript" })
 
 const EventStream = HttpApiSchema.Text({ contentType: "text/event-stream" }).annotations({
@@ -76,6 +76,7 @@ const turnErrors = [
   ...bodyErrors,
   ContentBlocked,
   SessionNotFound,
+  SessionBusy,
   SessionUnavailable,
   StorageUnavailable,
   ...GeneratorErrors
@@ -101,6 +102,7 @@ export class ChatApi extends HttpApiGroup.make("chat")
         .addSuccess(HttpApiSchema.NoContent),
       ...bodyErrors,
       SessionNotFound,
+      SessionBusy,
       SessionUnavailable,
       StorageUnavailable
     ).annotate(OpenApi.Summary, "Clear a conversation")

@@ -19,3 +19,16 @@ export class ChatMessage extends Schema.Class<ChatMessage>("ChatMessage")({
   /** True for an assistant reply that was cut short (client gone, shutdown, model failure). */
   interrupted: Schema.optionalWith(Schema.Boolean, { default: () => false })
 }) {}
+
+/** A message as the session store keeps it: with its length in the model's tokens, counted once when it is saved. */
+export class SessionMessage extends ChatMessage.extend<SessionMessage>("SessionMessage")({
+  tokens: Schema.NonNegativeInt.annotations({
+    description: "The message's length in the model's tokens (Mistral-7B-Instruct-v0.3), without chat-template tokens"
+  })
+}) {}
+
+/** One exchange: the user's message and the reply to it. Sessions keep and drop whole turns, never half of one. */
+export class Turn extends Schema.Class<Turn>("Turn")({
+  user: SessionMessage,
+  assistant: SessionMessage
+}) {}

@@ -5,6 +5,7 @@
  */
 import type { InferenceClient } from "@huggingface/inference"
 import { InferenceClientProviderApiError } from "@huggingface/inference"
+import { HttpTraceContext } from "@effect/platform"
 import { Clock, Effect, Option, Stream } from "effect"
 import type { DependencyHealth } from "../Domain/Health.js"
 import {
@@ -82,13 +83,25 @@ export const classifyUpstreamError = (error: unknown): UpstreamError => {
 const isBrokenFetch = (error: unknown) =>
   error instanceof TypeError && (error.message === "fetch failed" || error.message === "terminated")
 
+/** The W3C `traceparent` of the current span, so that the trace continues into the model server's spans. */
+const traceHeaders = Effect.map(Effect.option(Effect.currentSpan), (span) =>
+  Option.match(span, {
+    onNone: (): Record<string, string> => ({}),
+    onSome: (current) => ({ traceparent: HttpTraceContext.toHeaders(current).traceparent! })
+  })
+)
+
 export const chatCompletionStream = (
   client: InferenceClient,
   target: ChatTarget,
-  request: GenerationRequest
+  request: GenerationRequest,
+  baseFetch: typeof fetch = fetch
 ): Stream.Stream<GenerationChunk, UpstreamError> =>
   Stream.unwrapScoped(
     Effect.gen(function* () {
+      const headers = yield* traceHeaders
+      const tracedFetch: typeof fetch = (input, init) =>
+        baseFetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } })
       // Breaking out of the async iterator leaves the connection open; only aborting the signal closes it.
       const controller = yield* Effect.acquireRelease(
         Effect.sync(() => new AbortController()),
@@ -105,7 +118,7 @@ export const chatCompletionStream = (
           ...(request.stop === undefined ? {} : { stop: [...request.stop] }),
           ...(request.seed === undefined ? {} : { seed: request.seed })
         },
-        { signal: controller.signal, retry_on_error: false }
+        { signal: controller.signal, retry_on_error: false, fetch: tracedFetch }
       ) as AsyncIterable<CompletionChunk>
 
       let finishReason: string | undefined
@@ -149,6 +162,8 @@ export const makeRemoteGenerator = (options: {
   /** The server's own health, when it has an endpoint for it. */
   readonly health: Effect.Effect<DependencyHealth>
   readonly settings: ResilienceSettings
+  /** Where requests go (tests redirect hosted mode to a local server). */
+  readonly fetch?: typeof fetch
 }) =>
   Effect.gen(function* () {
     const breaker = yield* makeCircuitBreaker(
@@ -169,6 +184,10 @@ export const makeRemoteGenerator = (options: {
       info: options.info,
       readiness,
       stream: (request) =>
-        resilientStream(() => chatCompletionStream(options.client, options.target, request), options.settings, breaker)
+        resilientStream(
+          () => chatCompletionStream(options.client, options.target, request, options.fetch),
+          options.settings,
+          breaker
+        )
     })
   })

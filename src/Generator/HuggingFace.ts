@@ -19,7 +19,7 @@ export interface HuggingFaceSettings {
 
 export const makeHuggingFaceGenerator = (settings: HuggingFaceSettings) =>
   Effect.gen(function* () {
-    const client = new InferenceClient(Redacted.value(settings.token), settings.fetch ? { fetch: settings.fetch } : {})
+    const client = new InferenceClient(Redacted.value(settings.token))
     const info: ModelInfo = { modelId: settings.model, maxInputTokens: Option.none(), maxTotalTokens: Option.none() }
     yield* Effect.logInfo(`Generator: ${settings.model} on Hugging Face inference providers`)
     return yield* makeRemoteGenerator({
@@ -28,6 +28,7 @@ export const makeHuggingFaceGenerator = (settings: HuggingFaceSettings) =>
       target: { model: settings.model },
       info: Effect.succeed(info),
       health: Effect.succeed({ status: "up", kind: "hf", detail: "Hugging Face inference providers" }),
-      settings: settings.resilience
+      settings: settings.resilience,
+      ...(settings.fetch ? { fetch: settings.fetch } : {})
     })
   })

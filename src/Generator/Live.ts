@@ -2,11 +2,12 @@
  * Chooses the Generator backend from configuration: `GENERATOR` (tgi | hf | echo); when unset, `tgi` if `TGI_URL`
  * is set, else `hf` if `HF_TOKEN` is set, else the echo development generator.
  */
-import { Effect, Layer, Option } from "effect"
+import { Effect, Layer, Option, type Scope } from "effect"
 import { AppConfig, StartupError } from "../AppConfig.js"
-import { Generator } from "../Generator.js"
-import { EchoGenerator } from "./Echo.js"
+import { Generator, type GeneratorShape } from "../Generator.js"
+import { makeEcho } from "./Echo.js"
 import { makeHuggingFaceGenerator } from "./HuggingFace.js"
+import { instrumented } from "./Instrumented.js"
 import type { ResilienceSettings } from "./Resilience.js"
 import { makeTgiGenerator } from "./Tgi.js"
 
@@ -28,30 +29,34 @@ const backendOf = (config: Settings) =>
     Option.isSome(config.tgiUrl) ? "tgi" : Option.isSome(config.hfToken) ? "hf" : "echo"
   )
 
+/** The configured backend, instrumented (spans and chat metrics) whichever it is. */
 export const GeneratorLive = Layer.unwrapEffect(
   Effect.gen(function* () {
     const config = yield* AppConfig
     const resilience = resilienceSettings(config)
-    switch (backendOf(config)) {
-      case "tgi":
-        return Option.isNone(config.tgiUrl)
-          ? Layer.fail(new StartupError({ message: "TGI_URL is required when GENERATOR=tgi" }))
-          : Layer.scoped(
-              Generator,
-              makeTgiGenerator({ url: config.tgiUrl.value, apiKey: config.tgiApiKey, resilience })
-            )
-      case "hf":
-        return Option.isNone(config.hfToken)
-          ? Layer.fail(new StartupError({ message: "HF_TOKEN is required when GENERATOR=hf" }))
-          : Layer.effect(
-              Generator,
-              makeHuggingFaceGenerator({ token: config.hfToken.value, model: config.hfModelName, resilience })
-            )
-      case "echo":
-        yield* Effect.logWarning(
-          "No model server is configured: replies come from the 'echo' development generator (model: echo)"
-        )
-        return EchoGenerator
+    const backend = backendOf(config)
+    const make = (): Effect.Effect<GeneratorShape, StartupError, AppConfig | Scope.Scope> => {
+      switch (backend) {
+        case "tgi":
+          return Option.isNone(config.tgiUrl)
+            ? Effect.fail(new StartupError({ message: "TGI_URL is required when GENERATOR=tgi" }))
+            : makeTgiGenerator({ url: config.tgiUrl.value, apiKey: config.tgiApiKey, resilience })
+        case "hf":
+          return Option.isNone(config.hfToken)
+            ? Effect.fail(new StartupError({ message: "HF_TOKEN is required when GENERATOR=hf" }))
+            : makeHuggingFaceGenerator({ token: config.hfToken.value, model: config.hfModelName, resilience })
+        case "echo":
+          return Effect.as(
+            Effect.logWarning(
+              "No model server is configured: replies come from the 'echo' development generator (model: echo)"
+            ),
+            makeEcho(config.echoTokenDelayMs)
+          )
+      }
     }
+    return Layer.scoped(
+      Generator,
+      Effect.map(make(), (generator) => instrumented(generator, backend))
+    )
   })
 )

@@ -5,7 +5,7 @@
  */
 import { HttpApp, HttpIncomingMessage, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Cause, Clock, Effect, Exit, Option } from "effect"
+import { Cause, Clock, Effect, Exit, Metric, Option } from "effect"
 import { MalformedJson, UnsupportedMediaType } from "../Domain/Errors.js"
 import { recordHttpRequest } from "../Metrics.js"
 import { errorResponse, payloadTooLarge } from "./Errors.js"
@@ -21,6 +21,11 @@ export interface EdgeOptions {
 
 /** nginx's code for "client closed the request": the log tells a disconnect from a server error. */
 const CLIENT_CLOSED = 499
+
+const clientDisconnects = Metric.counter("nexxi_chat_client_disconnects_total", {
+  description: "Requests whose client went away before the response was complete (e.g. a stream closed early).",
+  incremental: true
+})
 
 const isJson = (contentType: string) => {
   const mediaType = contentType.split(";")[0]!.trim().toLowerCase()
@@ -123,6 +128,12 @@ const handle = (
     // The app's responses are written before this middleware returns: their headers go in just before.
     yield* HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(withEdgeHeaders(response)))
 
+    // A client that leaves mid-stream does not always fail this fiber (the stream may just end): the connection
+    // closing before the response finished tells.
+    let clientLeft = false
+    const nodeResponse = NodeHttpServerRequest.toServerResponse(request)
+    nodeResponse.once("close", () => (clientLeft ||= !nodeResponse.writableFinished))
+
     const guarded = lookup._tag === "Matched" ? guardBody(request, options.maxBodyBytes, app) : app
     const exit = yield* guarded.pipe(
       // Responses made here rather than by the app are not written yet: they get the headers now.
@@ -133,11 +144,12 @@ const handle = (
     )
 
     const status = Exit.match(exit, {
-      onSuccess: (response) => response.status,
+      onSuccess: (response) => (clientLeft ? CLIENT_CLOSED : response.status),
       onFailure: (cause) => (Cause.isInterruptedOnly(cause) ? CLIENT_CLOSED : 500)
     })
     const durationMs = Number((yield* Clock.currentTimeNanos) - startNanos) / 1e6
     yield* recordHttpRequest({ route, method: request.method, status, durationMs })
+    if (status === CLIENT_CLOSED) yield* Metric.increment(Metric.tagged(clientDisconnects, "route", route))
     yield* Effect.logInfo("request").pipe(
       Effect.annotateLogs({ method: request.method, route, status, duration_ms: Math.round(durationMs * 10) / 10 })
     )

@@ -1,10 +1,12 @@
-/** Runs Nexxi as a real process (`tsx src/main.ts`), the way `npm start` does, on a free loopback port. */
+/** Runs Nexxi as a real process (`src/main.ts` through tsx), as `npm start` does, on a free loopback port. */
 import { type ChildProcess, spawn } from "node:child_process"
 import { createServer } from "node:net"
-import { fileURLToPath } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
-const tsx = `${root}node_modules/.bin/tsx`
+// Node itself with tsx's loader, rather than the `tsx` wrapper: a signal then reaches Nexxi directly, and killing
+// the process leaves no child behind.
+const tsxLoader = pathToFileURL(`${root}node_modules/tsx/dist/loader.mjs`).href
 const main = `${root}src/main.ts`
 
 export const freePort = () =>
@@ -32,7 +34,7 @@ export const spawnNexxi = async (
   options: { cwd?: string } = {}
 ): Promise<NexxiProcess> => {
   const port = env.PORT ?? String(await freePort())
-  const child = spawn(tsx, [main], {
+  const child = spawn(process.execPath, ["--import", tsxLoader, main], {
     cwd: options.cwd ?? root,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: "127.0.0.1", PORT: port, ...env },
     stdio: ["ignore", "pipe", "pipe"]

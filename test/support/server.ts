@@ -15,16 +15,25 @@ import { InFlight } from "../../src/Http/InFlight.js"
 import { jsonLogger } from "../../src/Logging.js"
 import { Metrics } from "../../src/Metrics.js"
 import { Safety } from "../../src/Safety.js"
-import { Session } from "../../src/Session.js"
+import { SessionLive } from "../../src/Session/Live.js"
 import { Storage } from "../../src/Storage.js"
+import { loadTokenizer, Tokenizer } from "../../src/Tokenizer.js"
 
 export const TEST_API_KEY = "test-key-0123456789abcdef0123456789abcdef"
+
+/** Loaded once per test file rather than once per server: it takes about 60 ms. */
+const tokenizer = Layer.succeed(Tokenizer, Tokenizer.make(loadTokenizer()))
 
 export interface TestServerOptions {
   readonly env?: Record<string, string>
   readonly generator?: Layer.Layer<Generator, unknown, AppConfig>
   readonly safety?: Layer.Layer<Safety>
-  readonly storage?: Layer.Layer<Storage>
+  /** Memory storage (`Storage.Test`) unless given; `StorageLive` reads the server's configuration. */
+  readonly storage?: Layer.Layer<Storage, unknown, AppConfig>
+  /** The server's API_KEY, sent by `request` (TEST_API_KEY by default): another key is another caller. */
+  readonly apiKey?: string
+  /** Where spans go (e.g. an in-memory exporter); none by default. */
+  readonly tracing?: Layer.Layer<never>
 }
 
 export interface TestServer {
@@ -49,10 +58,11 @@ export const startTestServer = (options: TestServerOptions = {}) =>
       Layer.provideMerge(
         Layer.mergeAll(
           options.safety ?? Safety.Default,
-          Session.Default,
-          options.storage ?? Storage.Default,
+          SessionLive,
+          Layer.orDie(options.storage ?? Storage.Test().layer),
           Layer.orDie(options.generator ?? EchoGenerator),
-          Metrics.Default
+          Metrics.Default,
+          tokenizer
         )
       )
     )
@@ -60,6 +70,7 @@ export const startTestServer = (options: TestServerOptions = {}) =>
       Layer.provideMerge(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: 0 })),
       Layer.provide(services),
       Layer.provide(InFlight.Default),
+      Layer.provide(options.tracing ?? Layer.empty),
       Layer.provide(AppConfig.Default),
       Layer.provide(
         Logger.replace(
@@ -67,7 +78,9 @@ export const startTestServer = (options: TestServerOptions = {}) =>
           jsonLogger((line) => logs.push(line))
         )
       ),
-      Layer.provide(testConfig(options.env))
+      Layer.provide(
+        testConfig({ ...options.env, ...(options.apiKey === undefined ? {} : { API_KEY: options.apiKey }) })
+      )
     )
     const context = yield* Layer.build(layer)
     const server = yield* Effect.provide(HttpServer.HttpServer, context)
@@ -78,7 +91,7 @@ export const startTestServer = (options: TestServerOptions = {}) =>
       return fetch(url + path, {
         ...rest,
         headers: {
-          "x-api-key": TEST_API_KEY,
+          "x-api-key": options.apiKey ?? TEST_API_KEY,
           ...(json === undefined ? {} : { "content-type": "application/json" }),
           ...(headers as Record<string, string> | undefined)
         },

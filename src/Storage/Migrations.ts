@@ -1,0 +1,100 @@
+/**
+ * The database schema, as migrations applied in order at start-up. Migrations only ever add (tables, columns,
+ * indexes): never drop or rewrite data, so that an older replica still running during a rolling deploy keeps
+ * working. A migration, once released, is never edited: add a new one.
+ *
+ * Several replicas may start at once: `migrate` holds a PostgreSQL advisory lock for the whole run, so that one
+ * applies the migrations and the others then find nothing to do. (The migrator's own `LOCK TABLE` does not cover
+ * the creation of its migrations table, which two fresh replicas would otherwise race on.)
+ */
+import { NodeContext } from "@effect/platform-node"
+import { SqlClient } from "@effect/sql"
+import { PgMigrator } from "@effect/sql-pg"
+import { Effect } from "effect"
+
+/** The migrator's bookkeeping table (the migrator's own default name would be shared with other applications). */
+export const MIGRATIONS_TABLE = "nexxi_migrations"
+
+/** Any constant unique to Nexxi's schema: `pg_advisory_xact_lock` takes a bigint. ("nexxi" in ASCII.) */
+const MIGRATION_LOCK_KEY = 0x6e65787869
+
+const initial = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  // The conversation's id is its session id. A deleted conversation keeps its row (without title or messages),
+  // so that a turn still on its way to the database cannot bring it back.
+  yield* sql`
+    CREATE TABLE conversations (
+      id uuid PRIMARY KEY,
+      owner text NOT NULL,
+      title text,
+      created_at timestamptz NOT NULL,
+      updated_at timestamptz NOT NULL,
+      deleted_at timestamptz
+    )`
+  // GET /v1/conversations: an owner's live conversations, newest first, by keyset.
+  yield* sql`
+    CREATE INDEX conversations_by_owner ON conversations (owner, created_at DESC, id DESC)
+    WHERE deleted_at IS NULL`
+  // A turn is two messages; `turn_id` makes writing it twice store it once. The primary key serves transcripts.
+  yield* sql`
+    CREATE TABLE messages (
+      conversation_id uuid NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+      seq integer NOT NULL,
+      turn_id uuid NOT NULL,
+      role text NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+      content text NOT NULL,
+      tokens integer NOT NULL CHECK (tokens >= 0),
+      safety_action text,
+      safety_categories jsonb,
+      interrupted boolean NOT NULL DEFAULT false,
+      created_at timestamptz NOT NULL,
+      PRIMARY KEY (conversation_id, seq),
+      UNIQUE (turn_id, role)
+    )`
+  // One row per turn, kept when the conversation is deleted: what each key used, for accounting.
+  yield* sql`
+    CREATE TABLE usage (
+      turn_id uuid PRIMARY KEY,
+      request_id text NOT NULL,
+      owner text NOT NULL,
+      conversation_id uuid NOT NULL,
+      model text NOT NULL,
+      prompt_tokens integer NOT NULL CHECK (prompt_tokens >= 0),
+      completion_tokens integer NOT NULL CHECK (completion_tokens >= 0),
+      time_to_first_token_ms double precision,
+      duration_ms double precision NOT NULL,
+      status text NOT NULL CHECK (status IN ('completed', 'interrupted')),
+      finish_reason text NOT NULL,
+      created_at timestamptz NOT NULL
+    )`
+  // Usage per key over a period; a request's row from its X-Request-Id.
+  yield* sql`CREATE INDEX usage_by_owner ON usage (owner, created_at)`
+  yield* sql`CREATE INDEX usage_by_request ON usage (request_id)`
+})
+
+/** Every migration, by `<id>_<name>`; ids increase. */
+export const migrations = {
+  "1_initial": initial
+}
+
+/**
+ * Applies the migrations not applied yet, one run at a time across every replica; returns those applied here.
+ * Everything, the lock included, happens in one transaction: a failed run leaves the schema as it was.
+ */
+export const migrate = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  return yield* sql.withTransaction(
+    Effect.gen(function* () {
+      yield* sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY}::bigint)`
+      // The migrator creates its table when a probe of it fails, which would abort this transaction: create it
+      // first (with the migrator's own definition), under the lock.
+      yield* sql`
+        CREATE TABLE IF NOT EXISTS ${sql(MIGRATIONS_TABLE)} (
+          migration_id integer PRIMARY KEY,
+          created_at timestamp with time zone NOT NULL DEFAULT now(),
+          name text NOT NULL
+        )`
+      return yield* PgMigrator.run({ loader: PgMigrator.fromRecord(migrations), table: MIGRATIONS_TABLE })
+    })
+  )
+}).pipe(Effect.provide(NodeContext.layer), Effect.withSpan("Storage.migrate"))

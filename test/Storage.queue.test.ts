@@ -1,0 +1,186 @@
+/**
+ * The write queue between requests and the database, with a scripted `write` and the TestClock: retries with
+ * backoff, back-pressure, and what shutdown does with turns still unwritten.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import {
+  Chunk,
+  Clock,
+  Deferred,
+  type Duration,
+  Effect,
+  Exit,
+  Fiber,
+  HashMap,
+  List,
+  Logger,
+  Option,
+  Queue,
+  Scope,
+  TestClock
+} from "effect"
+import { makeWriteQueue, storageWriteRetry, WriteFailed } from "../src/Storage/WriteQueue.js"
+
+interface Script {
+  /** What each attempt does, by item: fail (transiently or for good), or succeed. */
+  readonly outcome: (item: string, attempt: number) => Effect.Effect<void, WriteFailed>
+}
+
+const transient = new WriteFailed({ transient: true, message: "connection refused" })
+const permanent = new WriteFailed({ transient: false, message: "value out of range" })
+
+/** A queue on a scope the test closes, with every attempt reported on `attempts` and the log lines kept. */
+const makeQueue = (script: Script, capacity = 10, maxDelay: Duration.DurationInput = "300 millis") =>
+  Effect.gen(function* () {
+    const attempts = yield* Queue.unbounded<readonly [string, number]>()
+    const written: Array<string> = []
+    const settled: Array<string> = []
+    const logs: Array<{ readonly message: string; readonly item?: string }> = []
+    const counts = new Map<string, number>()
+    const logger = Logger.make(({ annotations, message }) =>
+      logs.push({
+        message: String(List.isList(message) ? List.toArray(message).join(" ") : message),
+        ...Option.match(HashMap.get(annotations, "item"), {
+          onNone: () => ({}),
+          onSome: (item) => ({ item: String(item) })
+        })
+      })
+    )
+    const scope = yield* Scope.make()
+    const queue = yield* makeWriteQueue<string>({
+      capacity,
+      retry: storageWriteRetry(maxDelay),
+      flushTimeout: "1 second",
+      describe: (item) => ({ item }),
+      settled: (item) => void settled.push(item),
+      write: (item) =>
+        Effect.suspend(() => {
+          const attempt = (counts.get(item) ?? 0) + 1
+          counts.set(item, attempt)
+          return Queue.offer(attempts, [item, attempt] as const).pipe(
+            Effect.zipRight(script.outcome(item, attempt)),
+            Effect.tap(() => Effect.sync(() => written.push(item)))
+          )
+        })
+    }).pipe(Scope.extend(scope), Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+    return { queue, attempts, written, settled, logs, scope }
+  })
+
+/** Lets the writer fiber run up to its next wait. */
+const settle = Effect.repeatN(Effect.yieldNow(), 50)
+
+const noAttemptYet = (attempts: Queue.Queue<readonly [string, number]>) =>
+  Effect.zipRight(
+    settle,
+    Effect.map(Queue.size(attempts), (size) => expect(size).toBe(0))
+  )
+
+describe("storage write queue", () => {
+  it.effect("retries a transient failure with a growing, capped delay, and writes the item once", () =>
+    Effect.gen(function* () {
+      const times: Array<number> = []
+      const { queue, attempts, written } = yield* makeQueue({
+        outcome: (_, attempt) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            times.push(now)
+            return attempt < 5 ? Effect.fail(transient) : Effect.void
+          })
+      })
+      yield* queue.offer("turn-1")
+      expect(yield* Queue.take(attempts)).toEqual(["turn-1", 1])
+      // 100 ms, 200 ms, then capped at 300 ms, each ±20 % of jitter.
+      for (const [attempt, delay] of [
+        [2, 100],
+        [3, 200],
+        [4, 300],
+        [5, 300]
+      ] as const) {
+        const previous = times.at(-1)!
+        yield* TestClock.setTime(previous + delay * 0.8 - 1)
+        yield* noAttemptYet(attempts)
+        yield* TestClock.setTime(previous + delay * 1.2 + 1)
+        expect(yield* Queue.take(attempts)).toEqual(["turn-1", attempt])
+      }
+      yield* settle
+      expect(written).toEqual(["turn-1"])
+      expect(yield* queue.pending).toBe(0)
+    })
+  )
+
+  it.effect("logs an item the database rejects as lost, and goes on with the next", () =>
+    Effect.gen(function* () {
+      const { queue, attempts, written, settled, logs } = yield* makeQueue({
+        outcome: (item) => (item === "bad" ? Effect.fail(permanent) : Effect.void)
+      })
+      yield* queue.offer("bad")
+      yield* queue.offer("good")
+      expect(Chunk.toReadonlyArray(yield* Queue.takeN(attempts, 2))).toEqual([
+        ["bad", 1],
+        ["good", 1]
+      ])
+      yield* settle
+      expect(written).toEqual(["good"])
+      expect(settled).toEqual(["bad", "good"])
+      expect(logs).toContainEqual({
+        message: "Storage: a turn could not be written (rejected by the database: value out of range)",
+        item: "bad"
+      })
+      expect(yield* queue.pending).toBe(0)
+    })
+  )
+
+  it.effect("when full, says so and makes offers wait for room", () =>
+    Effect.gen(function* () {
+      const gate = yield* Deferred.make<void>()
+      const { queue, attempts, written } = yield* makeQueue({ outcome: () => Deferred.await(gate) }, 2)
+      yield* queue.offer("one")
+      yield* Queue.take(attempts) // being written: out of the queue
+      yield* queue.offer("two")
+      expect(yield* queue.isFull).toBe(false)
+      yield* queue.offer("three")
+      expect(yield* queue.isFull).toBe(true)
+      const waiting = yield* Effect.fork(queue.offer("four"))
+      yield* settle
+      expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+      expect(yield* queue.pending).toBe(4)
+
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(waiting)
+      yield* settle
+      expect(written).toEqual(["one", "two", "three", "four"])
+      expect(yield* queue.isFull).toBe(false)
+    })
+  )
+
+  it.effect("on shutdown, writes what is queued before closing", () =>
+    Effect.gen(function* () {
+      const gate = yield* Deferred.make<void>()
+      const { queue, written, logs, scope } = yield* makeQueue({ outcome: () => Deferred.await(gate) })
+      for (const item of ["a", "b", "c"]) yield* queue.offer(item)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* settle
+      expect(Option.isNone(yield* Fiber.poll(closing))).toBe(true)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(closing)
+      expect(written).toEqual(["a", "b", "c"])
+      expect(logs.filter((line) => line.message.includes("could not be written"))).toEqual([])
+    })
+  )
+
+  it.effect("on shutdown, gives up after the flush timeout and logs each item left unwritten", () =>
+    Effect.gen(function* () {
+      const { queue, attempts, written, logs, scope } = yield* makeQueue({ outcome: () => Effect.fail(transient) })
+      for (const item of ["a", "b", "c"]) yield* queue.offer(item)
+      yield* Queue.take(attempts)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* TestClock.adjust("999 millis")
+      expect(Option.isNone(yield* Fiber.poll(closing))).toBe(true)
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.join(closing)
+      expect(written).toEqual([])
+      const lost = logs.filter((line) => line.message.startsWith("Storage: a turn could not be written"))
+      expect(lost.map((line) => line.item)).toEqual(["a", "b", "c"])
+      expect(logs.map((line) => line.message)).toContain("Storage: shutting down with 3 turn(s) unwritten after 1s")
+    })
+  )
+})
