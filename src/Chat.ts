@@ -26,6 +26,7 @@ import {
   type PromptMessage
 } from "./Generator.js"
 import { currentRequestId } from "./Http/RequestId.js"
+import { RateLimit, type RateLimited, type RateLimitUnavailable } from "./RateLimit.js"
 import { ContentBlocked, Safety } from "./Safety.js"
 import { Session, type SessionBusy, SessionNotFound, type SessionUnavailable } from "./Session.js"
 import { promptBudget, promptTokens, slidingWindow } from "./Session/Window.js"
@@ -66,6 +67,8 @@ export type TurnError =
   | SessionUnavailable
   | StorageUnavailable
   | GeneratorError
+  | RateLimited
+  | RateLimitUnavailable
 
 export interface ChatReply {
   readonly sessionId: SessionId
@@ -93,6 +96,7 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
     const generator = yield* Generator
     const storage = yield* Storage
     const tokenizer = yield* Tokenizer
+    const rateLimit = yield* RateLimit
     // Visible (at 0) from the first scrape, so that a rate can be taken before the first truncation.
     yield* Metric.incrementBy(windowTruncations, 0)
 
@@ -115,7 +119,7 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
           onNone: () => new SessionNotFound({ message: `No session ${id}` }),
           onSome: Effect.succeed
         })
-      )
+      ).pipe(Effect.withSpan("Session.load"))
 
     /**
      * Everything before the model: validation, safety, the session's lock (held for the rest of the scope), and the
@@ -139,7 +143,9 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
           maxTotalTokens: Option.orElse(config.maxTotalTokens, () => info.maxTotalTokens),
           maxNewTokens: config.maxNewTokens
         })
-        const lastMessageTokens = yield* tokenizer.lastMessageTokens(config.systemPrompt, input.message)
+        // What the model (and the session's memory, which feeds later prompts) sees of the message.
+        const promptText = yield* safety.redactForPrompt(input.message)
+        const lastMessageTokens = yield* tokenizer.lastMessageTokens(config.systemPrompt, promptText)
         const alone = promptTokens([], lastMessageTokens)
         if (alone > budget) {
           return yield* new InputTooLong({
@@ -151,21 +157,36 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
         const sessionId = Option.getOrElse(input.sessionId, () => randomUUID() as SessionId)
         // A new session's turn locks too: nobody else knows its id yet, but a store that is down then fails the
         // turn here, before the model runs, rather than when saving it.
-        yield* session.lock(owner, sessionId)
+        yield* session.lock(owner, sessionId).pipe(Effect.withSpan("Session.lock"))
         const history = Option.isSome(input.sessionId) ? yield* turnsOf(owner, sessionId) : []
         const window = slidingWindow(history, lastMessageTokens, budget)
         if (window.dropped > 0) yield* Metric.increment(windowTruncations)
         yield* Metric.update(promptTokensHistogram, window.promptTokens)
+        // The key's concurrency slot and its tokens (the prompt and the most the model may add), until the turn ends.
+        const admission = yield* rateLimit.turn(input.caller, {
+          promptTokens: window.promptTokens,
+          maxNewTokens: config.maxNewTokens
+        })
         const messages: Array<PromptMessage> = [
           { role: "system", content: config.systemPrompt },
           ...window.turns.flatMap(({ user, assistant }) => [
             { role: user.role, content: user.content },
             { role: assistant.role, content: assistant.content }
           ]),
-          { role: "user", content: input.message }
+          { role: "user", content: promptText }
         ]
         const request: GenerationRequest = { messages, maxNewTokens: config.maxNewTokens }
-        return { owner, sessionId, modelId: info.modelId, request, verdict, userCreatedAt: yield* DateTime.now }
+        return {
+          owner,
+          sessionId,
+          modelId: info.modelId,
+          request,
+          verdict,
+          promptText,
+          userCreatedAt: yield* DateTime.now,
+          admission,
+          promptTokens: window.promptTokens
+        }
       }).pipe(Effect.withSpan("Chat.prepare"))
 
     /**
@@ -175,9 +196,14 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
     const run = (input: TurnInput) =>
       Effect.gen(function* () {
         const startNanos = yield* Clock.currentTimeNanos
-        const { owner, sessionId, modelId, request, verdict, userCreatedAt } = yield* prepare(input)
+        const { owner, sessionId, modelId, request, verdict, promptText, userCreatedAt, admission, promptTokens } =
+          yield* prepare(input)
+        // Holds back the end of the reply while it could be the start of a secret (SAFETY_OUTPUT_REDACT=true).
+        const output = yield* safety.outputRedactor
         const requestId = yield* currentRequestId
+        // The reply as generated, and as the client has been shown it (the same, unless output is redacted).
         let reply = ""
+        let shown = ""
         let firstTokenMs: Option.Option<number> = Option.none()
         let saved = false
 
@@ -185,47 +211,64 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
           Effect.gen(function* () {
             saved = true
             // Counted once, here, and kept with the messages: later turns' windows only add up the counts.
-            const userMessage = new SessionMessage({
-              role: "user",
-              content: input.message,
-              created_at: userCreatedAt,
-              tokens: yield* tokenizer.messageTokens("user", input.message)
-            })
-            const assistant = new SessionMessage({
-              role: "assistant",
-              content: reply,
-              created_at: yield* DateTime.now,
-              interrupted: completion === undefined,
-              tokens: yield* tokenizer.messageTokens("assistant", reply)
-            })
-            yield* session.append(owner, sessionId, new Turn({ user: userMessage, assistant }))
-            yield* storage.recordTurn({
-              requestId,
-              owner,
-              sessionId,
-              model: modelId,
-              userMessage,
-              reply: assistant,
-              finishReason: completion?.finishReason ?? "interrupted",
-              promptTokens: completion?.promptTokens ?? 0,
-              completionTokens: completion?.completionTokens ?? 0,
-              timeToFirstTokenMs: firstTokenMs,
-              durationMs: yield* elapsedMs(startNanos),
-              safety: { action: verdict.action, categories: verdict.categories }
-            })
+            const message = (role: "user" | "assistant", content: string, createdAt: DateTime.Utc, cut = false) =>
+              Effect.map(
+                tokenizer.messageTokens(role, content),
+                (tokens) => new SessionMessage({ role, content, created_at: createdAt, interrupted: cut, tokens })
+              )
+            const repliedAt = yield* DateTime.now
+            const interrupted = completion === undefined
+            // The session remembers what the model and the client saw; the durable transcript is redacted by
+            // default (PII_REDACT_STORAGE).
+            const userMessage = yield* message("user", promptText, userCreatedAt)
+            const assistant = yield* message("assistant", shown, repliedAt, interrupted)
+            const storedUser = yield* safety.redactForStorage(input.message)
+            const storedReply = yield* safety.redactForStorage(reply)
+            // The real count replaces the reservation; a reply cut short costs its prompt and what it had.
+            yield* admission.settle(
+              completion === undefined
+                ? promptTokens + assistant.tokens
+                : completion.promptTokens + completion.completionTokens
+            )
+            yield* session
+              .append(owner, sessionId, new Turn({ user: userMessage, assistant }))
+              .pipe(Effect.withSpan("Session.save"))
+            yield* storage
+              .recordTurn({
+                requestId,
+                owner,
+                sessionId,
+                model: modelId,
+                userMessage:
+                  storedUser === promptText ? userMessage : yield* message("user", storedUser, userCreatedAt),
+                reply:
+                  storedReply === shown ? assistant : yield* message("assistant", storedReply, repliedAt, interrupted),
+                finishReason: completion?.finishReason ?? "interrupted",
+                promptTokens: completion?.promptTokens ?? 0,
+                completionTokens: completion?.completionTokens ?? 0,
+                timeToFirstTokenMs: firstTokenMs,
+                durationMs: yield* elapsedMs(startNanos),
+                safety: { action: verdict.action, categories: verdict.categories }
+              })
+              .pipe(Effect.withSpan("Storage.recordTurn"))
           }).pipe(Effect.withSpan("Chat.saveTurn"))
 
         const events = generator.stream(request).pipe(
-          Stream.mapEffect((chunk) =>
+          Stream.mapConcatEffect((chunk) =>
             Effect.gen(function* () {
               if (chunk._tag === "Completed") {
+                const rest = output.flush()
+                shown += rest
                 yield* save(chunk)
                 const tokensUsed = chunk.promptTokens + chunk.completionTokens
-                return ChatEvent.Finished({ tokensUsed, model: modelId, finishReason: chunk.finishReason })
+                const finished = ChatEvent.Finished({ tokensUsed, model: modelId, finishReason: chunk.finishReason })
+                return rest.length > 0 ? [ChatEvent.Delta({ text: rest }), finished] : [finished]
               }
               if (Option.isNone(firstTokenMs)) firstTokenMs = Option.some(yield* elapsedMs(startNanos))
               reply += chunk.text
-              return ChatEvent.Delta({ text: chunk.text })
+              const text = output.push(chunk.text)
+              shown += text
+              return text.length > 0 ? [ChatEvent.Delta({ text })] : []
             })
           ),
           // A reply cut short (client gone, shutdown, model failure) is still part of the conversation; one that

@@ -15,9 +15,12 @@ import { GeneratorLive } from "./Generator/Live.js"
 import { edge } from "./Http/Edge.js"
 import { renderFailure } from "./Http/Errors.js"
 import { InFlight } from "./Http/InFlight.js"
+import { rateLimitHeaderNames, RateLimitMiddlewareLive } from "./Http/RateLimit.js"
 import { makeRouteTable, routesOf } from "./Http/Routes.js"
 import { LoggingLive } from "./Logging.js"
+import { KeysLive } from "./Keys/Postgres.js"
 import { Metrics } from "./Metrics.js"
+import { RateLimitLive } from "./RateLimit/Live.js"
 import { Safety } from "./Safety.js"
 import { SessionLive } from "./Session/Live.js"
 import { StorageLive } from "./Storage/Live.js"
@@ -47,7 +50,7 @@ const CorsLive = Layer.unwrapEffect(
       : HttpApiBuilder.middlewareCors({
           allowedOrigins: corsOrigins,
           allowedHeaders: ["content-type", "x-api-key", "x-request-id"],
-          exposedHeaders: ["x-request-id", "retry-after"]
+          exposedHeaders: ["x-request-id", "retry-after", ...rateLimitHeaderNames]
         })
   )
 )
@@ -68,7 +71,10 @@ const ErrorRenderingLive = HttpApiBuilder.middleware(
   })
 )
 
-const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([ChatHttpLive, ConversationsHttpLive, SystemHttpLive]))
+const ApiLive = HttpApiBuilder.api(Api).pipe(
+  Layer.provide([ChatHttpLive, ConversationsHttpLive, SystemHttpLive]),
+  Layer.provide(RateLimitMiddlewareLive)
+)
 
 /** The HTTP application on whatever `HttpServer` is provided (a real port, or a test server). */
 export const HttpAppLive = Layer.unwrapEffect(
@@ -88,7 +94,18 @@ export const HttpAppLive = Layer.unwrapEffect(
  */
 export const ServicesLive = Chat.Default.pipe(
   Layer.provideMerge(
-    Layer.mergeAll(Safety.Default, SessionLive, StorageLive, GeneratorLive, Metrics.Default, Tokenizer.Default)
+    Layer.mergeAll(
+      Safety.Default,
+      SessionLive,
+      StorageLive,
+      // The generator redacts what it puts on spans (OTEL_CAPTURE_CONTENT) with the same filter.
+      GeneratorLive.pipe(Layer.provide(Safety.Default)),
+      Metrics.Default,
+      Tokenizer.Default,
+      // Keys share Storage's database client (one PGlite); rate limits, the session store's Redis.
+      KeysLive,
+      RateLimitLive
+    )
   )
 )
 

@@ -318,7 +318,8 @@ describe("sessions", () => {
 describe("authentication", () => {
   it.scopedLive("every /v1 endpoint needs the right X-API-Key", () =>
     Effect.gen(function* () {
-      const server = yield* startTestServer()
+      // Twelve failures from one address: more than the brute-force limit allows (see RateLimit.http).
+      const server = yield* startTestServer({ env: { AUTH_FAILURES_PER_MINUTE: "100" } })
       const id = "6f1c2a47-55e1-4d1e-9d4b-9d3c1b2a7e10"
       const attempts: Array<[string, RequestInit & { json?: unknown }]> = [
         ["/v1/chat", { method: "POST", json: { message: "hi" } }],

@@ -172,7 +172,7 @@ describe.each(backends)("$name storage", (backend) => {
         const sql = yield* PgClient.PgClient
         const before = yield* schemaOf(sql)
         expect(new Set(before[0].map((column) => column.table_name))).toEqual(
-          new Set(["conversations", "messages", "usage", "nexxi_migrations"])
+          new Set(["conversations", "messages", "usage", "api_keys", "nexxi_migrations"])
         )
         expect(yield* migrate).toEqual([])
         expect(yield* schemaOf(sql)).toEqual(before)

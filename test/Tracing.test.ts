@@ -48,8 +48,16 @@ describe("traces", () => {
       expect(parentOf(http)).toBe(CLIENT_SPAN)
       const reply = byName("Chat.reply")
       expect(parentOf(reply)).toBe(http.spanContext().spanId)
-      expect(parentOf(byName("Chat.prepare"))).toBe(reply.spanContext().spanId)
-      expect(parentOf(byName("Chat.saveTurn"))).toBe(reply.spanContext().spanId)
+      const prepare = byName("Chat.prepare")
+      expect(parentOf(prepare)).toBe(reply.spanContext().spanId)
+      const save = byName("Chat.saveTurn")
+      expect(parentOf(save)).toBe(reply.spanContext().spanId)
+      // Each step of the request path has its own span.
+      expect(parentOf(byName("Auth.apiKey"))).toBe(http.spanContext().spanId)
+      expect(parentOf(byName("Safety.inspect"))).toBe(prepare.spanContext().spanId)
+      expect(parentOf(byName("Session.lock"))).toBe(prepare.spanContext().spanId)
+      expect(parentOf(byName("Session.save"))).toBe(save.spanContext().spanId)
+      expect(parentOf(byName("Storage.recordTurn"))).toBe(save.spanContext().spanId)
 
       const generation = byName("chat mistralai/Mistral-7B-Instruct-v0.3")
       expect(parentOf(generation)).toBe(reply.spanContext().spanId)
@@ -75,6 +83,35 @@ describe("traces", () => {
       expect(sent.headers.traceparent).toMatch(new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-01$`))
       const tgiParent = String(sent.headers.traceparent).split("-")[2]
       expect(spans.find((span) => span.spanContext().spanId === tgiParent)?.name).toBe(generation.name)
+    })
+  )
+})
+
+describe("content on spans", () => {
+  it.scopedLive("only with OTEL_CAPTURE_CONTENT=true, and then redacted", () =>
+    Effect.gen(function* () {
+      const exporter = new InMemorySpanExporter()
+      const tgi = yield* startTgi({ reply: "Write to me at grace@example.org" })
+      const server = yield* startTestServer({
+        generator: GeneratorLive,
+        env: { TGI_URL: tgi.url, OTEL_CAPTURE_CONTENT: "true" },
+        tracing: tracingWith("nexxi-test", new SimpleSpanProcessor(exporter)) as Layer.Layer<never>
+      })
+      const response = yield* Effect.promise(() =>
+        server.request("/v1/chat", { method: "POST", json: { message: "My address is ada@example.org" } })
+      )
+      expect(response.status).toBe(200)
+      const generation = yield* Effect.promise(async () => {
+        for (;;) {
+          const span = exporter.getFinishedSpans().find((s) => s.name.startsWith("chat "))
+          if (span) return span
+          await new Promise((resolve) => setTimeout(resolve, 5))
+        }
+      }).pipe(Effect.timeout("5 seconds"))
+      const prompt = String(generation.attributes["gen_ai.prompt"])
+      expect(prompt).toContain("My address is [EMAIL]")
+      expect(generation.attributes["gen_ai.completion"]).toBe("Write to me at [EMAIL]")
+      expect(JSON.stringify(generation.attributes)).not.toContain("@example.org")
     })
   )
 })

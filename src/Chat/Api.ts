@@ -14,6 +14,7 @@ import {
 import { SessionId, SessionMessage } from "../Domain/Session.js"
 import { MessageText } from "../Domain/Text.js"
 import { GeneratorErrors } from "../Generator.js"
+import { RateLimitMiddleware } from "../Http/RateLimit.js"
 import { ContentBlocked } from "../Safety.js"
 import { SessionBusy, SessionNotFound, SessionUnavailable } from "../Session.js"
 import { StorageUnavailable } from "../Storage.js"
@@ -118,6 +119,8 @@ export class ChatApi extends HttpApiGroup.make("chat")
   )
   .addError(asErrorBody(ValidationError))
   .addError(asErrorBody(ServiceUnavailable))
+  // Added first, so that it runs inside ApiKeyAuth: rate limits are per key.
+  .middleware(RateLimitMiddleware)
   .middleware(ApiKeyAuth)
   .annotate(OpenApi.Title, "Chat")
   .annotate(OpenApi.Description, "Conversations with the model. Every endpoint needs the X-API-Key header.") {}

@@ -4,6 +4,7 @@ import { Schema } from "effect"
 import { ApiKeyAuth } from "../Auth.js"
 import { asErrorBody, ServiceUnavailable, ValidationError, withErrors } from "../Domain/Errors.js"
 import { SessionId, SessionMessage } from "../Domain/Session.js"
+import { RateLimitMiddleware } from "../Http/RateLimit.js"
 import { ConversationNotFound, StorageUnavailable } from "../Storage.js"
 
 export const MAX_PAGE_SIZE = 100
@@ -57,6 +58,8 @@ export class ConversationsApi extends HttpApiGroup.make("conversations")
   )
   .addError(asErrorBody(ValidationError))
   .addError(asErrorBody(ServiceUnavailable))
+  // Added first, so that it runs inside ApiKeyAuth: rate limits are per key.
+  .middleware(RateLimitMiddleware)
   .middleware(ApiKeyAuth)
   .annotate(OpenApi.Title, "Conversations")
   .annotate(

@@ -16,7 +16,10 @@ export const ErrorDetail = Schema.Struct({
   request_id: Schema.String.annotations({ description: "The request's X-Request-Id, for support" }),
   field: Schema.optional(Schema.String).annotations({ description: "The request field that was invalid" }),
   categories: Schema.optional(Schema.Array(Schema.String)),
-  retry_after_seconds: Schema.optional(Schema.Number)
+  retry_after_seconds: Schema.optional(Schema.Number),
+  limit: Schema.optional(Schema.String).annotations({
+    description: "Which rate limit was reached (rate_limited): requests, tokens, concurrency or auth_failures"
+  })
 })
 export type ErrorDetail = typeof ErrorDetail.Type
 

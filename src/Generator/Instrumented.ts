@@ -53,8 +53,18 @@ const requestAttributes = (request: GenerationRequest, system: string, model: st
 
 const secondsSince = (startNanos: bigint, nowNanos: bigint) => Number(nowNanos - startNanos) / 1e9
 
-/** Wraps a generator so that each generation is a span and feeds the chat metrics. */
-export const instrumented = (generator: GeneratorShape, backend: string): GeneratorShape => {
+/** Text put on spans when content capture is on: always redacted. */
+export type ContentCapture = (text: string) => Effect.Effect<string>
+
+/**
+ * Wraps a generator so that each generation is a span and feeds the chat metrics. With `capture`
+ * (OTEL_CAPTURE_CONTENT=true), the span also carries the prompt and the reply, redacted by it.
+ */
+export const instrumented = (
+  generator: GeneratorShape,
+  backend: string,
+  capture: Option.Option<ContentCapture> = Option.none()
+): GeneratorShape => {
   const system = systems[backend] ?? backend
   const stream = (request: GenerationRequest) =>
     Stream.unwrap(
@@ -97,6 +107,12 @@ export const instrumented = (generator: GeneratorShape, backend: string): Genera
             )
           })
 
+        let replyText = ""
+        const captured = (key: string, text: () => string) =>
+          Option.match(capture, {
+            onNone: () => Effect.void,
+            onSome: (redact) => Effect.flatMap(redact(text()), (value) => Effect.annotateCurrentSpan(key, value))
+          })
         let ended = false
         const endedAs = (reason: string) =>
           Effect.suspend(() =>
@@ -105,10 +121,20 @@ export const instrumented = (generator: GeneratorShape, backend: string): Genera
         return generator.stream(request).pipe(
           Stream.tap((chunk) =>
             chunk._tag === "Completed"
-              ? Effect.zipRight(onCompleted(chunk), endedAs(chunk.finishReason))
-              : Option.isNone(firstTokenNanos)
-                ? onFirstToken
-                : Effect.void
+              ? Effect.all([
+                  onCompleted(chunk),
+                  endedAs(chunk.finishReason),
+                  captured("gen_ai.completion", () => replyText)
+                ])
+              : Effect.zipRight(
+                  Effect.sync(() => Option.isSome(capture) && (replyText += chunk.text)),
+                  Option.isNone(firstTokenNanos) ? onFirstToken : Effect.void
+                )
+          ),
+          Stream.onStart(
+            captured("gen_ai.prompt", () =>
+              JSON.stringify(request.messages.map(({ role, content }) => ({ role, content })))
+            )
           ),
           Stream.tapError(() => endedAs("error")),
           // Neither completed nor failed: the consumer stopped it (client gone, shutdown).

@@ -5,9 +5,11 @@
 import { Effect, Layer, Option, type Scope } from "effect"
 import { AppConfig, StartupError } from "../AppConfig.js"
 import { Generator, type GeneratorShape } from "../Generator.js"
+import { Safety } from "../Safety.js"
+import { redactPii } from "../Safety/Redact.js"
 import { makeEcho } from "./Echo.js"
 import { makeHuggingFaceGenerator } from "./HuggingFace.js"
-import { instrumented } from "./Instrumented.js"
+import { type ContentCapture, instrumented } from "./Instrumented.js"
 import type { ResilienceSettings } from "./Resilience.js"
 import { makeTgiGenerator } from "./Tgi.js"
 
@@ -54,9 +56,19 @@ export const GeneratorLive = Layer.unwrapEffect(
           )
       }
     }
+    // Contents on spans only when asked for, and then through the safety filter's redaction.
+    const safety = yield* Effect.serviceOption(Safety)
+    const capture = config.otelCaptureContent
+      ? Option.some<ContentCapture>((text) =>
+          Option.match(safety, {
+            onNone: () => Effect.sync(() => redactPii(text).text),
+            onSome: (service) => service.redact(text)
+          })
+        )
+      : Option.none()
     return Layer.scoped(
       Generator,
-      Effect.map(make(), (generator) => instrumented(generator, backend))
+      Effect.map(make(), (generator) => instrumented(generator, backend, capture))
     )
   })
 )

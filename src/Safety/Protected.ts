@@ -108,12 +108,118 @@ const WORD = /[\p{L}\p{N}][\p{L}\p{N}'-]{0,40}/gu
 /** The words of a text, possessives dropped ("charles's" → "charles"). */
 const words = (text: string): Array<string> => (text.match(WORD) ?? []).map((word) => word.replace(/'s?$/, ""))
 
-/** Abbreviations and their spelled-out forms, so that a topic written one way matches a message written the other. */
+/**
+ * Abbreviations, spelled-out forms and the words a subject is usually asked about with (a small thesaurus, some of it
+ * in other languages), so that a topic written one way matches a message written another. Only words specific to
+ * their subject: a forbidden "politics" must not catch a birthday "party".
+ */
 const ALIASES: ReadonlyArray<ReadonlyArray<string>> = [
-  ["ai", "artificial intelligence", "machine learning", "neural network", "neural networks", "deep learning"],
+  [
+    "ai",
+    "artificial intelligence",
+    "machine learning",
+    "neural network",
+    "neural networks",
+    "deep learning",
+    "turing test",
+    "chatgpt",
+    "robots",
+    "robotics",
+    "人工知能",
+    "人工智能"
+  ],
   ["ml", "machine learning"],
-  ["quantum physics", "quantum mechanics"],
-  ["math", "maths", "mathematics", "mathematical", "calculation", "calculations"]
+  [
+    "quantum physics",
+    "quantum mechanics",
+    "quantum",
+    "superposition",
+    "entanglement",
+    "schrodinger",
+    "shrodinger",
+    "wave function",
+    "particle",
+    "particles"
+  ],
+  ["math", "maths", "mathematics", "mathematical", "calculation", "calculations", "equation", "equations"],
+  ["scientific", "science", "physics", "relativity", "chemistry", "theory", "theories", "equation", "equations"],
+  ["space travel", "spaceflight", "space exploration", "astronaut", "astronauts", "rocket", "rockets", "moon", "mars"],
+  ["climate", "weather", "temperature", "temperatures", "rainfall", "forecast"],
+  [
+    "recipe",
+    "recipes",
+    "recipies",
+    "cooking",
+    "cook",
+    "bake",
+    "baking",
+    "recette",
+    "recettes",
+    "cuisiner",
+    "receta",
+    "recetas",
+    "cocinar",
+    "rezept",
+    "rezepte",
+    "kochen",
+    "ricetta",
+    "cucinare",
+    "receita",
+    "cozinhar",
+    "συνταγη",
+    "φτιαξω",
+    "レシピ",
+    "作り方",
+    "食谱",
+    "菜谱",
+    "做法"
+  ],
+  ["meat", "ham", "beef", "pork", "bacon", "steak", "sausage", "chicken", "lamb", "veal"],
+  [
+    "medication",
+    "medications",
+    "medicine",
+    "medicines",
+    "drug",
+    "drugs",
+    "pharmaceutical",
+    "prescription",
+    "opioid",
+    "opioids"
+  ],
+  [
+    "cryptography",
+    "encryption",
+    "encrypt",
+    "cipher",
+    "ciphers",
+    "bitcoin",
+    "blockchain",
+    "cryptocurrency",
+    "cryptocurrencies"
+  ],
+  [
+    "tv shows",
+    "tv",
+    "television",
+    "movie",
+    "movies",
+    "film",
+    "films",
+    "cartoon",
+    "cartoons",
+    "anime",
+    "sitcom",
+    "netflix",
+    "アニメ",
+    "映画",
+    "ドラマ",
+    "动画",
+    "电影",
+    "电视剧"
+  ],
+  ["politics", "political", "election", "elections", "politician", "politicians", "parliament", "congress", "政治"],
+  ["religion", "religions", "religious", "church", "bible", "quran", "islam", "christianity", "judaism", "buddhism"]
 ]
 
 const withAliases = (topic: string): string => {
@@ -173,10 +279,15 @@ const hasProtection = (content: ProtectedContent) =>
   content.secretWords.length > 0 || content.personalData || content.topics.length > 0
 
 /** The words of `text` as a set of prefixes-to-match: each word and the stem it shares with topic words. */
-const mentions = (textWords: ReadonlyArray<string>, stemmed: string): boolean =>
-  stemmed.length <= 3
-    ? textWords.includes(stemmed)
-    : textWords.some((word) => word.startsWith(stemmed) && word.length <= stemmed.length + 5)
+const mentions = (textWords: ReadonlyArray<string>, stemmed: string, text: string): boolean =>
+  UNSPACED_SCRIPT.test(stemmed)
+    ? text.includes(stemmed)
+    : stemmed.length <= 3
+      ? textWords.includes(stemmed)
+      : textWords.some((word) => word.startsWith(stemmed) && word.length <= stemmed.length + 5)
+
+/** Scripts written without spaces between words: a topic word is looked for anywhere in the text. */
+const UNSPACED_SCRIPT = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}]/u
 
 /** Words for a secret, in the languages an attacker may switch to (folded: lower case, no diacritics). */
 const SECRET_MENTION = new RegExp(
@@ -221,7 +332,7 @@ export const probeProtected = (
     }
     for (const alternatives of content.topics) {
       const hit = alternatives.some((stems) => {
-        const found = stems.filter((stemmed) => mentions(textWords, stemmed)).length
+        const found = stems.filter((stemmed) => mentions(textWords, stemmed, text)).length
         return found >= Math.ceil(stems.length / 2)
       })
       if (hit) {

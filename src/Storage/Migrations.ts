@@ -72,9 +72,32 @@ const initial = Effect.gen(function* () {
   yield* sql`CREATE INDEX usage_by_request ON usage (request_id)`
 })
 
+/**
+ * Managed API keys (`src/Keys.ts`): never the key itself, only its SHA-256 (hex), which is what a request's key is
+ * looked up by. `prefix` is the start of the key, shown in listings so that a person can tell keys apart. A limit
+ * left NULL follows the server's default (RATE_LIMIT_*); 0 is unlimited. A revoked key keeps its row.
+ */
+const apiKeys = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`
+    CREATE TABLE api_keys (
+      id text PRIMARY KEY,
+      name text NOT NULL,
+      prefix text NOT NULL UNIQUE,
+      key_hash text NOT NULL UNIQUE,
+      requests_per_minute integer CHECK (requests_per_minute >= 0),
+      tokens_per_minute integer CHECK (tokens_per_minute >= 0),
+      concurrency integer CHECK (concurrency >= 0),
+      created_at timestamptz NOT NULL,
+      last_used_at timestamptz,
+      revoked_at timestamptz
+    )`
+})
+
 /** Every migration, by `<id>_<name>`; ids increase. */
 export const migrations = {
-  "1_initial": initial
+  "1_initial": initial,
+  "2_api_keys": apiKeys
 }
 
 /**

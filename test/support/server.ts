@@ -12,8 +12,11 @@ import { Generator } from "../../src/Generator.js"
 import { EchoGenerator } from "../../src/Generator/Echo.js"
 import { HttpAppLive } from "../../src/Http.js"
 import { InFlight } from "../../src/Http/InFlight.js"
+import { Keys } from "../../src/Keys.js"
 import { jsonLogger } from "../../src/Logging.js"
 import { Metrics } from "../../src/Metrics.js"
+import type { RateLimit } from "../../src/RateLimit.js"
+import { RateLimitLive } from "../../src/RateLimit/Live.js"
 import { Safety } from "../../src/Safety.js"
 import { SessionLive } from "../../src/Session/Live.js"
 import { Storage } from "../../src/Storage.js"
@@ -34,6 +37,10 @@ export interface TestServerOptions {
   readonly apiKey?: string
   /** Where spans go (e.g. an in-memory exporter); none by default. */
   readonly tracing?: Layer.Layer<never>
+  /** Managed keys in memory (`Keys.Test`) unless given; `KeysLive` reads the server's configuration. */
+  readonly keys?: Layer.Layer<Keys, unknown, AppConfig>
+  /** `RateLimitLive` unless given: Redis when the env has REDIS_URL, else memory. */
+  readonly rateLimit?: Layer.Layer<RateLimit, unknown, AppConfig>
 }
 
 export interface TestServer {
@@ -54,6 +61,7 @@ export const testConfig = (env: Record<string, string> = {}) =>
 export const startTestServer = (options: TestServerOptions = {}) =>
   Effect.gen(function* () {
     const logs: Array<string> = []
+    const httpServer = createServer()
     const services = Chat.Default.pipe(
       Layer.provideMerge(
         Layer.mergeAll(
@@ -62,12 +70,14 @@ export const startTestServer = (options: TestServerOptions = {}) =>
           Layer.orDie(options.storage ?? Storage.Test().layer),
           Layer.orDie(options.generator ?? EchoGenerator),
           Metrics.Default,
-          tokenizer
+          tokenizer,
+          Layer.orDie(options.keys ?? Keys.Test().layer),
+          Layer.orDie(options.rateLimit ?? RateLimitLive)
         )
       )
     )
     const layer = HttpAppLive.pipe(
-      Layer.provideMerge(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: 0 })),
+      Layer.provideMerge(NodeHttpServer.layer(() => httpServer, { host: "127.0.0.1", port: 0 })),
       Layer.provide(services),
       Layer.provide(InFlight.Default),
       Layer.provide(options.tracing ?? Layer.empty),
@@ -83,6 +93,9 @@ export const startTestServer = (options: TestServerOptions = {}) =>
       )
     )
     const context = yield* Layer.build(layer)
+    // As the real server does once its grace period is over: without it, a keep-alive socket of `fetch` that once
+    // shared the server with an aborted stream holds the close for about three seconds.
+    yield* Effect.addFinalizer(() => Effect.sync(() => httpServer.closeAllConnections()))
     const server = yield* Effect.provide(HttpServer.HttpServer, context)
     const address = server.address as HttpServer.TcpAddress
     const url = `http://127.0.0.1:${address.port}`
