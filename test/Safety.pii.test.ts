@@ -3,7 +3,7 @@
  * numbers, dates, versions, prices, placeholders), and redaction puts typed placeholders in their place.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { isCardNumber, isIban, luhn } from "../src/Safety/Pii.js"
+import { findIpAddresses, isCardNumber, isIban, luhn } from "../src/Safety/Pii.js"
 import { allPiiTypes, findPii, redactPii } from "../src/Safety/Redact.js"
 import { isPlaceholder, secretRules } from "../src/Safety/Secrets.js"
 
@@ -221,5 +221,14 @@ describe("redaction", () => {
   it("leaves text without personal data untouched", () => {
     const text = "Version 2.4 shipped on 2024-05-01; 3 of 12 tests failed (25%)."
     expect(redactPii(text)).toEqual({ text, spans: [] })
+  })
+})
+
+describe("machine addresses", () => {
+  it("leaves loopback and unspecified addresses alone (they name this machine, not a person)", () => {
+    for (const text of ["Listening on http://127.0.0.1:8000", "bound to 0.0.0.0:8000", "listening on [::1]:8000"]) {
+      expect(findIpAddresses(text), text).toEqual([])
+    }
+    expect(findIpAddresses("client 203.0.113.7 via 127.0.0.1").map((span) => span.start)).toEqual([7])
   })
 })

@@ -198,6 +198,10 @@ const isIpv6Char = (char: string | undefined) =>
 const isIpv4 = (candidate: string) =>
   candidate.split(".").every((octet) => Number(octet) <= 255 && (octet.length === 1 || octet[0] !== "0"))
 
+/** Loopback and "any" addresses name this machine, never a person: log lines like "Listening on" keep them. */
+const isMachineAddress = (candidate: string) =>
+  candidate.startsWith("127.") || candidate === "0.0.0.0" || candidate === "::1" || candidate === "::"
+
 export const findIpAddresses = (text: string): Array<PiiSpan> => {
   const spans: Array<PiiSpan> = []
   // IPv6: from each colon not yet inside a candidate, the run of hex digits, colons and dots around it.
@@ -211,13 +215,14 @@ export const findIpAddresses = (text: string): Array<PiiSpan> => {
     if (isWordChar(text[start - 1]) || isWordChar(text[end])) continue
     const candidate = text.slice(start, end).replace(/\.$/, "")
     if (candidate.split(":").length < 3 || !/[0-9a-fA-F]/.test(candidate) || !isIPv6(candidate)) continue
+    if (isMachineAddress(candidate)) continue
     spans.push({ type: "ip_address", start, end: start + candidate.length })
   }
   IPV4.lastIndex = 0
   for (let match = IPV4.exec(text); match !== null; match = IPV4.exec(text)) {
     // Unless it is the tail of an IPv6 address found above ("::ffff:192.0.2.1").
     const inside = spans.some((span) => span.start <= match.index && span.end >= match.index + match[0].length)
-    if (isIpv4(match[0]) && !inside) {
+    if (isIpv4(match[0]) && !inside && !isMachineAddress(match[0])) {
       spans.push({ type: "ip_address", start: match.index, end: match.index + match[0].length })
     }
   }
