@@ -14,10 +14,10 @@
  * queue, reconnection in the background, one warning per outage; a failed call is a `LimiterStoreError`, and the
  * fail mode decides.
  */
-import { Clock, Effect, Option, Redacted, Runtime, type Scope } from "effect"
-import { Redis } from "ioredis"
+import { Clock, Effect, Option, type Redacted, type Scope } from "effect"
 import { createHash } from "node:crypto"
 import { type Check, type CheckState, type LimiterStore, LimiterStoreError } from "../RateLimit.js"
+import { connectRedis, errorMessage } from "../Redis.js"
 
 export interface RedisLimiterOptions {
   readonly url: Redacted.Redacted
@@ -89,60 +89,16 @@ if redis.call("ZSCORE", KEYS[1], ARGV[1]) then
 end
 return 0`
 
-/** Reconnection backoff, as the session store's: quick at first, then once a second. */
-const reconnectDelayMillis = (attempt: number) => Math.min(50 * 2 ** attempt, 1_000)
-
-const errorMessage = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
-
 export const makeRedisLimiterStore = (options: RedisLimiterOptions): Effect.Effect<LimiterStore, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const runtime = yield* Effect.runtime<never>()
-    const runLog = Runtime.runFork(runtime)
-    let lastError: Option.Option<string> = Option.none()
-
-    const client = yield* Effect.acquireRelease(
-      Effect.sync(
-        () =>
-          new Redis(Redacted.value(options.url), {
-            connectTimeout: options.connectTimeoutMillis,
-            commandTimeout: options.commandTimeoutMillis,
-            // Fail fast while disconnected: the fail mode decides, rather than a queue until Redis returns.
-            enableOfflineQueue: false,
-            maxRetriesPerRequest: 0,
-            autoResendUnfulfilledCommands: false,
-            retryStrategy: reconnectDelayMillis
-          })
-      ),
-      (client) =>
-        Effect.promise(() => client.quit().catch(() => "not connected")).pipe(
-          Effect.timeout(options.commandTimeoutMillis),
-          Effect.ignore,
-          Effect.ensuring(Effect.sync(() => client.disconnect()))
-        )
-    )
-    client.on("error", (error: Error) => {
-      if (Option.isNone(lastError)) runLog(Effect.logWarning("Rate limiter (Redis) unreachable", error.message))
-      lastError = Option.some(error.message)
+    const { client } = yield* connectRedis({
+      url: options.url,
+      connectTimeoutMillis: options.connectTimeoutMillis,
+      commandTimeoutMillis: options.commandTimeoutMillis,
+      name: "Rate limiter",
+      connectedMessage: "Rate limits are kept in Redis, shared by every replica",
+      unreachableAtStartMessage: "Rate limiter (Redis) not reachable at start-up: RATE_LIMIT_FAIL_MODE applies"
     })
-    client.on("ready", () => {
-      if (Option.isSome(lastError)) runLog(Effect.logInfo("Rate limiter (Redis) reachable again"))
-      lastError = Option.none()
-    })
-    // Start without Redis if need be: the fail mode applies until it is there.
-    yield* Effect.async<void>((resume) => {
-      const onReady = () => resume(Effect.void)
-      if (client.status === "ready") onReady()
-      else client.once("ready", onReady)
-      return Effect.sync(() => void client.off("ready", onReady))
-    }).pipe(
-      Effect.timeoutTo({
-        duration: options.connectTimeoutMillis,
-        onSuccess: () => Effect.logInfo("Rate limits are kept in Redis, shared by every replica"),
-        onTimeout: () =>
-          Effect.logWarning("Rate limiter (Redis) not reachable at start-up: RATE_LIMIT_FAIL_MODE applies")
-      }),
-      Effect.flatten
-    )
 
     /** A script by its SHA-1, sent whole only when Redis does not know it yet (after a restart). */
     const script = (source: string) => {

@@ -11,11 +11,11 @@
  * while it is down fails at once with `SessionUnavailable` (503) instead of hanging; the client keeps reconnecting
  * in the background, so Nexxi recovers by itself when Redis is back.
  */
-import { Effect, Metric, Option, Redacted, Runtime, Schedule, Schema, type Scope } from "effect"
-import { Redis } from "ioredis"
+import { Effect, Metric, Option, type Redacted, Schedule, Schema, type Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import type { DependencyHealth } from "../Domain/Health.js"
 import { type SessionId, Turn } from "../Domain/Session.js"
+import { connectRedis, errorMessage } from "../Redis.js"
 import { holdLock, type SessionShape, SessionUnavailable } from "../Session.js"
 
 export interface RedisSessionOptions {
@@ -37,9 +37,6 @@ const storeErrors = Metric.counter("nexxi_session_store_errors_total", {
   description: "Session store (Redis) commands that failed or timed out, by operation.",
   incremental: true
 })
-
-/** Reconnection backoff: quick at first, then once a second, so a Redis that comes back is used within a second. */
-const reconnectDelayMillis = (attempt: number) => Math.min(50 * 2 ** attempt, 1_000)
 
 /** How a waiting request polls a taken lock: soon at first (most turns are short), then every 100 ms at most. */
 const lockPolling = Schedule.exponential("10 millis", 1.5).pipe(
@@ -63,59 +60,16 @@ const repliesOf = (results: Array<[Error | null, unknown]> | null) => {
   return failed === undefined ? Effect.succeed(results.map(([, reply]) => reply)) : Effect.fail(failed[0])
 }
 
-const errorMessage = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
-
 export const makeRedisSessions = (options: RedisSessionOptions): Effect.Effect<SessionShape, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const runtime = yield* Effect.runtime<never>()
-    const runLog = Runtime.runFork(runtime)
-    let lastError: Option.Option<string> = Option.none()
-
-    const client = yield* Effect.acquireRelease(
-      Effect.sync(
-        () =>
-          new Redis(Redacted.value(options.url), {
-            connectTimeout: options.connectTimeoutMillis,
-            commandTimeout: options.commandTimeoutMillis,
-            // Fail fast while disconnected instead of queueing requests until Redis returns.
-            enableOfflineQueue: false,
-            maxRetriesPerRequest: 0,
-            autoResendUnfulfilledCommands: false,
-            retryStrategy: reconnectDelayMillis
-          })
-      ),
-      (client) =>
-        Effect.promise(() => client.quit().catch(() => "not connected")).pipe(
-          Effect.timeout(options.commandTimeoutMillis),
-          Effect.ignore,
-          Effect.ensuring(Effect.sync(() => client.disconnect()))
-        )
-    )
-    // One warning per outage, not one per reconnection attempt; without a listener ioredis prints every error.
-    client.on("error", (error: Error) => {
-      if (Option.isNone(lastError)) runLog(Effect.logWarning("Session store (Redis) unreachable", error.message))
-      lastError = Option.some(error.message)
+    const { client, lastError } = yield* connectRedis({
+      url: options.url,
+      connectTimeoutMillis: options.connectTimeoutMillis,
+      commandTimeoutMillis: options.commandTimeoutMillis,
+      name: "Session store",
+      connectedMessage: "Sessions are kept in Redis",
+      unreachableAtStartMessage: "Session store (Redis) not reachable at start-up: sessions answer 503 until it is"
     })
-    client.on("ready", () => {
-      if (Option.isSome(lastError)) runLog(Effect.logInfo("Session store (Redis) reachable again"))
-      lastError = Option.none()
-    })
-
-    // Start with a connection when Redis is there; when it is not, start anyway: `/ready` says so until it is.
-    yield* Effect.async<void>((resume) => {
-      const onReady = () => resume(Effect.void)
-      if (client.status === "ready") onReady()
-      else client.once("ready", onReady)
-      return Effect.sync(() => void client.off("ready", onReady))
-    }).pipe(
-      Effect.timeoutTo({
-        duration: options.connectTimeoutMillis,
-        onSuccess: () => Effect.logInfo("Sessions are kept in Redis"),
-        onTimeout: () =>
-          Effect.logWarning("Session store (Redis) not reachable at start-up: sessions answer 503 until it is")
-      }),
-      Effect.flatten
-    )
     // Registered at 0 so that dashboards and alerts see the series before the first failure.
     for (const operation of operations) yield* Metric.incrementBy(Metric.tagged(storeErrors, "operation", operation), 0)
 
@@ -204,7 +158,7 @@ export const makeRedisSessions = (options: RedisSessionOptions): Effect.Effect<S
         : Effect.succeed<DependencyHealth>({
             status: "down",
             kind: "redis",
-            detail: `not connected (${client.status})${Option.match(lastError, { onNone: () => "", onSome: (error) => `: ${error}` })}`
+            detail: `not connected (${client.status})${Option.match(lastError(), { onNone: () => "", onSome: (error) => `: ${error}` })}`
           })
     )
 
