@@ -4,6 +4,7 @@
  * Pure and synchronous, so the service, the log redaction and the benchmark share it.
  */
 import { type DecodeBudget, decodePayloads, defaultDecodeBudget } from "./Decode.js"
+import { embeddedInstruction } from "./Embedded.js"
 import { combine, type InjectionCategory, matchSignals, scoreSignals, type Signal } from "./Injection.js"
 import { countSuspiciousInvisible, deobfuscate, fold } from "./Normalize.js"
 import type { PiiSpan } from "./Pii.js"
@@ -81,6 +82,9 @@ export const scoreMessage = (
   if (payloads.some((payload) => payload.encoding === "unicode_tags")) {
     extra.push({ category: "payload_smuggling", weight: 0.8 })
   }
+  // An instruction to the model planted inside data it is asked to process (see Embedded.ts).
+  const embedded = embeddedInstruction(folded)
+  if (embedded > 0) extra.push({ category: "instruction_override", weight: embedded })
   const scores: Partial<Record<SafetyCategory, number>> = { ...scoreSignals(plain, decoded, extra) }
 
   const probes = probeProtected(options.protectedContent, [...views, ...payloads.map((payload) => payload.text)])
