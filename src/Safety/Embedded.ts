@@ -90,9 +90,9 @@ export const DIRECTIVE_WEIGHT = 0.3
 /** The weight of the embedded-instruction evidence in one folded text (0 when there is none). */
 export const embeddedInstruction = (folded: string): number => {
   const start = dataStart(folded)
-  if (start >= 0) {
-    const data = folded.slice(start)
-    if (hasDirective(data) || embeddedSteering.test(data)) return EMBEDDED_WEIGHT
-  }
-  return hasDirective(folded) ? DIRECTIVE_WEIGHT : 0
+  if (start < 0) return hasDirective(folded) ? DIRECTIVE_WEIGHT : 0
+  const data = folded.slice(start)
+  if (hasDirective(data) || embeddedSteering.test(data)) return EMBEDDED_WEIGHT
+  // The data has no directive: only the text before it is left to look at (each text is scanned once).
+  return hasDirective(folded.slice(0, start)) ? DIRECTIVE_WEIGHT : 0
 }
