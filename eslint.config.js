@@ -15,6 +15,28 @@ export default tseslint.config(
     }
   },
   {
+    // The web chat's browser modules (served as they are, no build step).
+    files: ["src/Web/static/**/*.js"],
+    languageOptions: {
+      globals: Object.fromEntries(
+        [
+          "AbortController",
+          "DOMException",
+          "TextDecoderStream",
+          "URLSearchParams",
+          "console",
+          "document",
+          "fetch",
+          "navigator",
+          "requestAnimationFrame",
+          "sessionStorage",
+          "setTimeout",
+          "window"
+        ].map((name) => [name, "readonly"])
+      )
+    }
+  },
+  {
     // Tests read JSON bodies of every shape.
     files: ["test/**/*.ts"],
     rules: { "@typescript-eslint/no-explicit-any": "off" }

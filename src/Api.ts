@@ -3,7 +3,9 @@ import { HttpApi, OpenApi } from "@effect/platform"
 import { ChatApi } from "./Chat/Api.js"
 import { ConversationsApi } from "./Conversations/Api.js"
 import { asErrorBody, InternalError } from "./Domain/Errors.js"
+import { OpenAiApi } from "./OpenAi/Api.js"
 import { SystemApi } from "./System/Api.js"
+import { WebApi } from "./Web/Api.js"
 
 const DECODE_ERROR_REF = "#/components/schemas/HttpApiDecodeError"
 
@@ -37,7 +39,9 @@ const withoutBuiltinDecodeError = (spec: Json): Json => {
 export class Api extends HttpApi.make("nexxi")
   .add(ChatApi)
   .add(ConversationsApi)
+  .add(OpenAiApi)
   .add(SystemApi)
+  .add(WebApi)
   .addError(asErrorBody(InternalError))
   .annotate(OpenApi.Title, "Nexxi")
   .annotate(OpenApi.Description, "A chatbot API in front of a Text Generation Inference server")

@@ -6,6 +6,7 @@ import { FileSystem } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
 import { Config, ConfigError, Console, Data, Effect, Either, LogLevel, Option, Redacted, Schema } from "effect"
 import { randomBytes } from "node:crypto"
+import { availableParallelism } from "node:os"
 
 export const AppEnv = Schema.Literal("development", "staging", "production")
 export type AppEnv = typeof AppEnv.Type
@@ -112,8 +113,15 @@ const settings = Config.all({
   ),
   maxNewTokens: positiveInt("MAX_NEW_TOKENS", 512),
   // Generator: which backend, and how Nexxi copes with a misbehaving model server.
-  generator: Config.literal("tgi", "hf", "echo")("GENERATOR").pipe(Config.option),
+  generator: Config.literal("tgi", "hf", "echo", "llama")("GENERATOR").pipe(Config.option),
   tgiUrl: Config.option(Config.string("TGI_URL")),
+  // Local GGUF model (GENERATOR=llama): run in-process by llama.cpp.
+  modelPath: Config.option(Config.string("MODEL_PATH")),
+  llamaParallel: positiveInt("LLAMA_PARALLEL", 2),
+  llamaQueueSize: nonNegativeInt("LLAMA_QUEUE_SIZE", 8),
+  llamaThreads: positiveInt("LLAMA_THREADS", availableParallelism()),
+  llamaContextSize: optionalPositiveInt("LLAMA_CONTEXT_SIZE"),
+  llamaGpu: Config.literal("auto", "off")("LLAMA_GPU").pipe(Config.withDefault("auto")),
   tgiApiKey: optionalSecret("TGI_API_KEY"),
   generatorMaxRetries: Config.integer("GENERATOR_MAX_RETRIES").pipe(
     Config.withDefault(2),
@@ -159,6 +167,11 @@ const settings = Config.all({
   storageQueueSize: positiveInt("STORAGE_QUEUE_SIZE", 1_000),
   storageRetryMaxDelayMs: positiveInt("STORAGE_RETRY_MAX_DELAY_MS", 10_000),
   storageFlushTimeoutMs: positiveInt("STORAGE_FLUSH_TIMEOUT_MS", 5_000),
+  // Hostile or stuck clients: how long a client may take to send its request's headers, and its whole request
+  // (slowloris), and how long a response may wait for a client that stopped reading it before it is disconnected.
+  httpHeadersTimeoutMs: positiveInt("HTTP_HEADERS_TIMEOUT_MS", 15_000),
+  httpRequestTimeoutMs: positiveInt("HTTP_REQUEST_TIMEOUT_MS", 30_000),
+  streamWriteTimeoutMs: positiveInt("STREAM_WRITE_TIMEOUT_MS", 30_000),
   // Keys and rate limits: defaults for every API key (a managed key may set its own; 0 = unlimited), enforced in
   // Redis for all replicas together when REDIS_URL is set, else in this process's memory.
   rateLimitRpm: nonNegativeInt("RATE_LIMIT_RPM", 60),

@@ -1,5 +1,6 @@
 /**
- * Authentication: every `/v1` endpoint needs the `X-API-Key` header, with either
+ * Authentication: every `/v1` endpoint needs a key, in the `X-API-Key` header or as `Authorization: Bearer <key>`
+ * (what OpenAI clients send; both are accepted everywhere, the OpenAPI document names the usual one), either
  *
  * - the single `API_KEY` of the configuration, compared as SHA-256 digests in constant time, so neither the content
  *   nor the length of the expected key leaks through timing; or
@@ -35,6 +36,22 @@ export class ApiKeyAuth extends HttpApiMiddleware.Tag<ApiKeyAuth>()("nexxi/ApiKe
   provides: CurrentCaller,
   security: { apiKey: HttpApiSecurity.apiKey({ key: "X-API-Key", in: "header" }) }
 }) {}
+
+/** The same authentication, documented as a bearer token: the OpenAI-compatible endpoints. */
+export class BearerAuth extends HttpApiMiddleware.Tag<BearerAuth>()("nexxi/BearerAuth", {
+  failure: ApiKeyAuth.failure,
+  provides: CurrentCaller,
+  security: { bearer: HttpApiSecurity.bearer }
+}) {}
+
+const BEARER = /^bearer[ \t]+(\S+)\s*$/i
+
+/** The key a request carries: X-API-Key, else the token of `Authorization: Bearer`. */
+export const requestKey = (headers: Readonly<Record<string, string | undefined>>): string => {
+  const apiKey = headers["x-api-key"]?.trim() ?? ""
+  if (apiKey.length > 0) return apiKey
+  return BEARER.exec(headers["authorization"] ?? "")?.[1] ?? ""
+}
 
 const digest = (value: string) => createHash("sha256").update(value, "utf8").digest()
 
@@ -78,48 +95,56 @@ export const clientAddress = (request: HttpServerRequest.HttpServerRequest, trus
   return normalizeAddress(hops[Math.min(trustProxy, hops.length - 1)]!)
 }
 
+/** Authenticates the current request, whichever header carries its key. */
+const makeAuthenticate = Effect.gen(function* () {
+  const config = yield* AppConfig
+  const keys = yield* Keys
+  const limiter = yield* RateLimit
+  const expected = digest(Redacted.value(config.apiKey.key))
+  const defaults: Limits = {
+    requestsPerMinute: config.rateLimitRpm,
+    tokensPerMinute: config.rateLimitTpm,
+    concurrency: config.rateLimitConcurrency
+  }
+  const single: Caller = { keyId: keyIdOf(Redacted.value(config.apiKey.key)), limits: defaults }
+  const managed = (key: ApiKeyInfo): Caller => ({
+    keyId: key.id,
+    limits: {
+      requestsPerMinute: Option.getOrElse(key.limits.requestsPerMinute, () => defaults.requestsPerMinute),
+      tokensPerMinute: Option.getOrElse(key.limits.tokensPerMinute, () => defaults.tokensPerMinute),
+      concurrency: Option.getOrElse(key.limits.concurrency, () => defaults.concurrency)
+    }
+  })
+
+  const identify = (given: string): Effect.Effect<Option.Option<Caller>, KeysUnavailable> => {
+    if (given.length === 0) return Effect.succeedNone
+    if (timingSafeEqual(digest(given), expected)) return Effect.succeedSome(single)
+    return Effect.map(keys.authenticate(given), Option.map(managed))
+  }
+
+  return Effect.gen(function* () {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const address = clientAddress(request, config.trustProxy)
+    yield* limiter.authAttempt(address)
+    const given = requestKey(request.headers)
+    const caller = yield* identify(given)
+    if (Option.isSome(caller)) return caller.value
+    yield* limiter.authFailed(address)
+    return yield* new Unauthorized({
+      message:
+        given.length === 0
+          ? "Missing API key: send it in the X-API-Key header or as Authorization: Bearer <key>"
+          : "Invalid or revoked API key"
+    })
+  }).pipe(Effect.withSpan("Auth.apiKey"))
+})
+
 export const ApiKeyAuthLive = Layer.effect(
   ApiKeyAuth,
-  Effect.gen(function* () {
-    const config = yield* AppConfig
-    const keys = yield* Keys
-    const limiter = yield* RateLimit
-    const expected = digest(Redacted.value(config.apiKey.key))
-    const defaults: Limits = {
-      requestsPerMinute: config.rateLimitRpm,
-      tokensPerMinute: config.rateLimitTpm,
-      concurrency: config.rateLimitConcurrency
-    }
-    const single: Caller = { keyId: keyIdOf(Redacted.value(config.apiKey.key)), limits: defaults }
-    const managed = (key: ApiKeyInfo): Caller => ({
-      keyId: key.id,
-      limits: {
-        requestsPerMinute: Option.getOrElse(key.limits.requestsPerMinute, () => defaults.requestsPerMinute),
-        tokensPerMinute: Option.getOrElse(key.limits.tokensPerMinute, () => defaults.tokensPerMinute),
-        concurrency: Option.getOrElse(key.limits.concurrency, () => defaults.concurrency)
-      }
-    })
+  Effect.map(makeAuthenticate, (authenticate) => ApiKeyAuth.of({ apiKey: () => authenticate }))
+)
 
-    const identify = (given: string): Effect.Effect<Option.Option<Caller>, KeysUnavailable> => {
-      if (given.length === 0) return Effect.succeedNone
-      if (timingSafeEqual(digest(given), expected)) return Effect.succeedSome(single)
-      return Effect.map(keys.authenticate(given), Option.map(managed))
-    }
-
-    return ApiKeyAuth.of({
-      apiKey: (provided) =>
-        Effect.gen(function* () {
-          const request = yield* HttpServerRequest.HttpServerRequest
-          const address = clientAddress(request, config.trustProxy)
-          yield* limiter.authAttempt(address)
-          const given = Redacted.value(provided)
-          const caller = yield* identify(given)
-          if (Option.isSome(caller)) return caller.value
-          yield* limiter.authFailed(address)
-          return yield* new Unauthorized({
-            message: given.length === 0 ? "Missing X-API-Key header" : "Invalid or revoked API key"
-          })
-        }).pipe(Effect.withSpan("Auth.apiKey"))
-    })
-  })
+export const BearerAuthLive = Layer.effect(
+  BearerAuth,
+  Effect.map(makeAuthenticate, (authenticate) => BearerAuth.of({ bearer: () => authenticate }))
 )

@@ -27,7 +27,7 @@ import {
 } from "./Generator.js"
 import { currentRequestId } from "./Http/RequestId.js"
 import { RateLimit, type RateLimited, type RateLimitUnavailable } from "./RateLimit.js"
-import { ContentBlocked, Safety } from "./Safety.js"
+import { ContentBlocked, Safety, type SafetyVerdict } from "./Safety.js"
 import { Session, type SessionBusy, SessionNotFound, type SessionUnavailable } from "./Session.js"
 import { promptBudget, promptTokens, slidingWindow } from "./Session/Window.js"
 import { Storage, type StorageUnavailable } from "./Storage.js"
@@ -46,15 +46,50 @@ const promptTokensHistogram = Metric.histogram(
     "template), as Nexxi counts them."
 )
 
+/** An earlier exchange as a client sends it itself (the OpenAI-compatible endpoint's stateless mode). */
+export interface SuppliedTurn {
+  readonly user: string
+  readonly assistant: string
+}
+
+/** An earlier exchange as the window and the prompt need it: stored, or sent by the client. */
+interface PromptTurn {
+  readonly user: PromptMessage & { readonly tokens: number }
+  readonly assistant: PromptMessage & { readonly tokens: number }
+}
+
+/** What a client may choose of the generation; the server's settings cap it. */
+export interface GenerationOptions {
+  readonly maxNewTokens?: number
+  readonly temperature?: number
+  readonly topP?: number
+  readonly stop?: ReadonlyArray<string>
+  readonly seed?: number
+}
+
 export interface TurnInput {
   readonly caller: Caller
   readonly sessionId: Option.Option<SessionId>
   readonly message: string
+  /**
+   * Stateless: the conversation so far, as the client sent it, instead of a stored session. Nothing is kept in the
+   * session store; the turn's usage is stored, and its transcript only with `keepTranscript`.
+   */
+  readonly supplied?: { readonly turns: ReadonlyArray<SuppliedTurn>; readonly keepTranscript: boolean }
+  /** The client's own system instructions, after the server's system prompt. */
+  readonly instructions?: string
+  readonly options?: GenerationOptions
 }
 
 export type ChatEvent = Data.TaggedEnum<{
   Delta: { readonly text: string }
-  Finished: { readonly tokensUsed: number; readonly model: string; readonly finishReason: FinishReason }
+  Finished: {
+    readonly tokensUsed: number
+    readonly promptTokens: number
+    readonly completionTokens: number
+    readonly model: string
+    readonly finishReason: FinishReason
+  }
 }>
 export const ChatEvent = Data.taggedEnum<ChatEvent>()
 type Finished = Extract<ChatEvent, { _tag: "Finished" }>
@@ -75,6 +110,9 @@ export interface ChatReply {
   readonly message: string
   readonly model: string
   readonly tokensUsed: number
+  readonly promptTokens: number
+  readonly completionTokens: number
+  readonly finishReason: FinishReason
   readonly responseTimeMs: number
   readonly timestamp: string
 }
@@ -122,6 +160,43 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
       ).pipe(Effect.withSpan("Session.load"))
 
     /**
+     * A stored session's turns, under its lock (held for the rest of the scope). A new session's turn locks too:
+     * nobody else knows its id yet, but a store that is down then fails the turn here, before the model runs, rather
+     * than when saving it.
+     */
+    const storedHistory = (owner: string, id: SessionId, existing: boolean) =>
+      Effect.zipRight(
+        session.lock(owner, id).pipe(Effect.withSpan("Session.lock")),
+        existing ? turnsOf(owner, id) : Effect.succeed<ReadonlyArray<Turn>>([])
+      )
+
+    /** The turns a client sent, counted like stored ones; user messages redacted as the policy says. */
+    const suppliedHistory = (turns: ReadonlyArray<SuppliedTurn>) =>
+      Effect.forEach(turns, (turn) =>
+        Effect.gen(function* () {
+          const user = yield* safety.redactForPrompt(turn.user)
+          return {
+            user: { role: "user" as const, content: user, tokens: yield* tokenizer.messageTokens("user", user) },
+            assistant: {
+              role: "assistant" as const,
+              content: turn.assistant,
+              tokens: yield* tokenizer.messageTokens("assistant", turn.assistant)
+            }
+          }
+        })
+      )
+
+    /** The verdict of the first of these texts that the safety filter blocks. */
+    const firstBlocked = (texts: ReadonlyArray<string>) =>
+      Effect.reduce(texts, Option.none<SafetyVerdict>(), (found, text) =>
+        Option.isSome(found)
+          ? Effect.succeed(found)
+          : Effect.map(safety.inspect(text), (verdict) =>
+              verdict.action === "block" ? Option.some(verdict) : Option.none()
+            )
+      )
+
+    /**
      * Everything before the model: validation, safety, the session's lock (held for the rest of the scope), and the
      * window of the conversation that fits the prompt budget.
      */
@@ -129,8 +204,16 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
       Effect.gen(function* () {
         yield* checkLength(input.message)
         const verdict = yield* safety.inspect(input.message)
-        if (verdict.action === "block") {
-          const categories = Object.keys(verdict.categories)
+        // Instructions and earlier messages a client sends itself reach the model as much as the new message.
+        const blocking =
+          verdict.action === "block"
+            ? Option.some(verdict)
+            : yield* firstBlocked([
+                ...(input.instructions === undefined ? [] : [input.instructions]),
+                ...(input.supplied?.turns ?? []).map((turn) => turn.user)
+              ])
+        if (Option.isSome(blocking)) {
+          const categories = Object.keys(blocking.value.categories)
           return yield* new ContentBlocked({ message: "The message was blocked by the safety filter", categories })
         }
         // A turn that could not be stored is refused now (503) rather than lost after the reply.
@@ -138,14 +221,21 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
         const owner = input.caller.keyId
         const info = yield* generator.info
         // Settings win over what the model server reports, so an operator can keep prompts smaller.
+        const maxNewTokens = Math.min(input.options?.maxNewTokens ?? config.maxNewTokens, config.maxNewTokens)
         const budget = promptBudget({
           maxInputTokens: Option.orElse(config.maxInputTokens, () => info.maxInputTokens),
           maxTotalTokens: Option.orElse(config.maxTotalTokens, () => info.maxTotalTokens),
-          maxNewTokens: config.maxNewTokens
+          maxNewTokens
         })
         // What the model (and the session's memory, which feeds later prompts) sees of the message.
         const promptText = yield* safety.redactForPrompt(input.message)
-        const lastMessageTokens = yield* tokenizer.lastMessageTokens(config.systemPrompt, promptText)
+        const systemPrompt =
+          input.instructions === undefined
+            ? config.systemPrompt
+            : [config.systemPrompt, yield* safety.redactForPrompt(input.instructions)]
+                .filter((part) => part.length > 0)
+                .join("\n\n")
+        const lastMessageTokens = yield* tokenizer.lastMessageTokens(systemPrompt, promptText)
         const alone = promptTokens([], lastMessageTokens)
         if (alone > budget) {
           return yield* new InputTooLong({
@@ -155,27 +245,24 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
           })
         }
         const sessionId = Option.getOrElse(input.sessionId, () => randomUUID() as SessionId)
-        // A new session's turn locks too: nobody else knows its id yet, but a store that is down then fails the
-        // turn here, before the model runs, rather than when saving it.
-        yield* session.lock(owner, sessionId).pipe(Effect.withSpan("Session.lock"))
-        const history = Option.isSome(input.sessionId) ? yield* turnsOf(owner, sessionId) : []
+        const history: ReadonlyArray<PromptTurn> =
+          input.supplied === undefined
+            ? yield* storedHistory(owner, sessionId, Option.isSome(input.sessionId))
+            : yield* suppliedHistory(input.supplied.turns)
         const window = slidingWindow(history, lastMessageTokens, budget)
         if (window.dropped > 0) yield* Metric.increment(windowTruncations)
         yield* Metric.update(promptTokensHistogram, window.promptTokens)
         // The key's concurrency slot and its tokens (the prompt and the most the model may add), until the turn ends.
-        const admission = yield* rateLimit.turn(input.caller, {
-          promptTokens: window.promptTokens,
-          maxNewTokens: config.maxNewTokens
-        })
+        const admission = yield* rateLimit.turn(input.caller, { promptTokens: window.promptTokens, maxNewTokens })
         const messages: Array<PromptMessage> = [
-          { role: "system", content: config.systemPrompt },
+          { role: "system", content: systemPrompt },
           ...window.turns.flatMap(({ user, assistant }) => [
             { role: user.role, content: user.content },
             { role: assistant.role, content: assistant.content }
           ]),
           { role: "user", content: promptText }
         ]
-        const request: GenerationRequest = { messages, maxNewTokens: config.maxNewTokens }
+        const request: GenerationRequest = { ...input.options, messages, maxNewTokens }
         return {
           owner,
           sessionId,
@@ -230,11 +317,14 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
                 ? promptTokens + assistant.tokens
                 : completion.promptTokens + completion.completionTokens
             )
-            yield* session
-              .append(owner, sessionId, new Turn({ user: userMessage, assistant }))
-              .pipe(Effect.withSpan("Session.save"))
+            if (input.supplied === undefined) {
+              yield* session
+                .append(owner, sessionId, new Turn({ user: userMessage, assistant }))
+                .pipe(Effect.withSpan("Session.save"))
+            }
             yield* storage
               .recordTurn({
+                keepTranscript: input.supplied?.keepTranscript ?? true,
                 requestId,
                 owner,
                 sessionId,
@@ -261,7 +351,13 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
                 shown += rest
                 yield* save(chunk)
                 const tokensUsed = chunk.promptTokens + chunk.completionTokens
-                const finished = ChatEvent.Finished({ tokensUsed, model: modelId, finishReason: chunk.finishReason })
+                const finished = ChatEvent.Finished({
+                  tokensUsed,
+                  promptTokens: chunk.promptTokens,
+                  completionTokens: chunk.completionTokens,
+                  model: modelId,
+                  finishReason: chunk.finishReason
+                })
                 return rest.length > 0 ? [ChatEvent.Delta({ text: rest }), finished] : [finished]
               }
               if (Option.isNone(firstTokenMs)) firstTokenMs = Option.some(yield* elapsedMs(startNanos))
@@ -305,6 +401,9 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
             message,
             model: finished.model,
             tokensUsed: finished.tokensUsed,
+            promptTokens: finished.promptTokens,
+            completionTokens: finished.completionTokens,
+            finishReason: finished.finishReason,
             responseTimeMs: yield* elapsedMs(startNanos),
             timestamp: DateTime.formatIso(yield* DateTime.now)
           }

@@ -5,7 +5,7 @@
 import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
-import { createServer, type Server } from "node:http"
+import type { Server } from "node:http"
 import { Api } from "./Api.js"
 import { AppConfig } from "./AppConfig.js"
 import { Chat } from "./Chat.js"
@@ -15,9 +15,11 @@ import { GeneratorLive } from "./Generator/Live.js"
 import { edge } from "./Http/Edge.js"
 import { renderFailure } from "./Http/Errors.js"
 import { InFlight } from "./Http/InFlight.js"
+import { makeNodeServer } from "./Http/NodeServer.js"
 import { rateLimitHeaderNames, RateLimitMiddlewareLive } from "./Http/RateLimit.js"
 import { makeRouteTable, routesOf } from "./Http/Routes.js"
 import { LoggingLive } from "./Logging.js"
+import { OpenAiHttpLive } from "./OpenAi/Http.js"
 import { KeysLive } from "./Keys/Postgres.js"
 import { Metrics } from "./Metrics.js"
 import { RateLimitLive } from "./RateLimit/Live.js"
@@ -27,6 +29,7 @@ import { StorageLive } from "./Storage/Live.js"
 import { SystemHttpLive } from "./System/Http.js"
 import { TracingLive } from "./Tracing.js"
 import { Tokenizer } from "./Tokenizer.js"
+import { WebHttpLive } from "./Web/Http.js"
 
 const DOCS_PATH = "/docs"
 const OPENAPI_PATH = "/openapi.json"
@@ -49,7 +52,7 @@ const CorsLive = Layer.unwrapEffect(
       ? Layer.empty
       : HttpApiBuilder.middlewareCors({
           allowedOrigins: corsOrigins,
-          allowedHeaders: ["content-type", "x-api-key", "x-request-id"],
+          allowedHeaders: ["content-type", "x-api-key", "authorization", "x-request-id"],
           exposedHeaders: ["x-request-id", "retry-after", ...rateLimitHeaderNames]
         })
   )
@@ -72,7 +75,7 @@ const ErrorRenderingLive = HttpApiBuilder.middleware(
 )
 
 const ApiLive = HttpApiBuilder.api(Api).pipe(
-  Layer.provide([ChatHttpLive, ConversationsHttpLive, SystemHttpLive]),
+  Layer.provide([ChatHttpLive, ConversationsHttpLive, OpenAiHttpLive, SystemHttpLive, WebHttpLive]),
   Layer.provide(RateLimitMiddlewareLive)
 )
 
@@ -82,7 +85,8 @@ export const HttpAppLive = Layer.unwrapEffect(
     const config = yield* AppConfig
     const inFlight = yield* InFlight
     const lookup = yield* routeLookup
-    return HttpApiBuilder.serve(edge({ maxBodyBytes: config.maxBodyBytes, lookup, inFlight })).pipe(
+    const options = { maxBodyBytes: config.maxBodyBytes, lookup, inFlight, writeTimeoutMs: config.streamWriteTimeoutMs }
+    return HttpApiBuilder.serve(edge(options)).pipe(
       Layer.provide([DocsLive, CorsLive, ErrorRenderingLive]),
       Layer.provide(ApiLive)
     )
@@ -131,8 +135,9 @@ const gracefulShutdown = (server: Server) =>
 
 export const HttpLive = Layer.unwrapEffect(
   Effect.gen(function* () {
-    const { host, port } = yield* AppConfig
-    const server = createServer()
+    const config = yield* AppConfig
+    const { host, port } = config
+    const server = makeNodeServer(config)
     const listening = HttpAppLive.pipe(
       HttpServer.withLogAddress,
       Layer.provide(NodeHttpServer.layer(() => server, { host, port }))

@@ -48,6 +48,8 @@ export interface TurnRecord {
   readonly durationMs: number
   /** The safety filter's verdict on the user's message; not stored when absent. */
   readonly safety?: StoredVerdict
+  /** False for a stateless turn stored for its usage only: no conversation, no messages. Default true. */
+  readonly keepTranscript?: boolean
 }
 
 export interface ConversationSummary {
@@ -166,6 +168,7 @@ export const makeMemoryStorage = () => {
 
   const record = (turn: TurnRecord) => {
     turns.push(turn)
+    if (turn.keepTranscript === false) return
     const existing = conversations.get(turn.sessionId)
     if (existing !== undefined && existing.owner !== turn.owner) return
     const summary: ConversationSummary = existing?.summary ?? {

@@ -173,6 +173,11 @@ describe("secrets", () => {
     ])
     expect(foundOfType("secret", "DB_PASSWORD=Tr0ub4dor&3x")).toEqual(["Tr0ub4dor&3x"])
     expect(foundOfType("secret", `{"client_secret": "9f8e7d6c5b4a39281706"}`)).toEqual(["9f8e7d6c5b4a39281706"])
+    // Names written as one word, as some tools do.
+    expect(foundOfType("secret", "accesskey=AbC123xyz987Qw authkey: Zz9yX8wV7uT6")).toEqual([
+      "AbC123xyz987Qw",
+      "Zz9yX8wV7uT6"
+    ])
     expect(foundOfType("secret", "Authorization: Bearer q8Zr2Lt6Vx0Bn4Cj8Dk2Fs6Gh")).toEqual([
       "q8Zr2Lt6Vx0Bn4Cj8Dk2Fs6Gh"
     ])

@@ -1,7 +1,6 @@
 /** Handlers of the chat endpoints: HTTP in and out around the Chat service. */
-import { Sse } from "@effect/experimental"
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Cause, Effect, Layer, Option, Schedule, Stream } from "effect"
+import { HttpApiBuilder } from "@effect/platform"
+import { Cause, Effect, Layer, Option, Stream } from "effect"
 import { Api } from "../Api.js"
 import { AppConfig } from "../AppConfig.js"
 import { ApiKeyAuthLive, CurrentCaller } from "../Auth.js"
@@ -9,11 +8,8 @@ import { Chat, type ChatEvent, type StreamingTurn, type TurnError } from "../Cha
 import { errorDetails } from "../Domain/Errors.js"
 import type { SessionId } from "../Domain/Session.js"
 import { currentRequestId } from "../Http/RequestId.js"
-import { trackActiveStream } from "../Metrics.js"
+import { eventStreamResponse, sseEvent } from "../Http/Sse.js"
 import type { StreamChunk } from "./Api.js"
-
-const sseEvent = (data: unknown, event = "message") =>
-  Sse.encoder.write({ _tag: "Event", event, id: undefined, data: JSON.stringify(data) })
 
 const toChunk = (sessionId: SessionId, event: ChatEvent): StreamChunk =>
   event._tag === "Delta"
@@ -32,26 +28,26 @@ const errorEvent = (cause: Cause.Cause<TurnError>) =>
   Effect.gen(function* () {
     const request_id = yield* currentRequestId
     const failure = Cause.failureOption(cause)
-    if (Option.isSome(failure)) return sseEvent({ error: { ...errorDetails(failure.value), request_id } }, "error")
+    if (Option.isSome(failure)) {
+      return sseEvent(JSON.stringify({ error: { ...errorDetails(failure.value), request_id } }), "error")
+    }
     yield* Effect.logError("Chat stream failed", cause)
-    return sseEvent({ error: { type: "internal_error", message: "Internal error", request_id } }, "error")
+    return sseEvent(
+      JSON.stringify({ error: { type: "internal_error", message: "Internal error", request_id } }),
+      "error"
+    )
   })
 
-const sseResponse = (turn: StreamingTurn, keepAliveMs: number) => {
-  const events = turn.events.pipe(
-    Stream.map((event) => sseEvent(toChunk(turn.sessionId, event))),
-    Stream.catchAllCause((cause) =>
-      Cause.isInterruptedOnly(cause) ? Stream.failCause(cause) : Stream.fromEffect(errorEvent(cause))
-    )
+const sseResponse = (turn: StreamingTurn, keepAliveMs: number) =>
+  eventStreamResponse(
+    turn.events.pipe(
+      Stream.map((event) => sseEvent(JSON.stringify(toChunk(turn.sessionId, event)))),
+      Stream.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause) ? Stream.failCause(cause) : Stream.fromEffect(errorEvent(cause))
+      )
+    ),
+    keepAliveMs
   )
-  // Comments keep idle proxies from closing a connection while the model thinks.
-  const keepAlive = Stream.fromSchedule(Schedule.spaced(keepAliveMs)).pipe(Stream.as(": keep-alive\n\n"))
-  const body = Stream.merge(events, keepAlive, { haltStrategy: "left" }).pipe(Stream.encodeText)
-  return HttpServerResponse.stream(Stream.unwrapScoped(Effect.as(trackActiveStream, body)), {
-    contentType: "text/event-stream",
-    headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
-  })
-}
 
 export const ChatHttpLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
   Effect.gen(function* () {

@@ -39,7 +39,7 @@ export interface ClientErrorClass extends Schema.Schema.AnyNoContext {
   new (...args: ReadonlyArray<never>): { readonly _tag: string; readonly message: string }
 }
 
-type ErrorInstance<C> = C extends new (...args: ReadonlyArray<never>) => infer A ? A : never
+export type ErrorInstance<C> = C extends new (...args: ReadonlyArray<never>) => infer A ? A : never
 
 /**
  * The schema of a client error as it goes over the wire, for `addError`: OpenAPI then documents the real body,
@@ -54,18 +54,23 @@ export const asErrorBody = <C extends ClientErrorClass>(errorClass: C): Schema.S
   }).annotations(HttpApiSchema.annotations({ status: HttpApiSchema.getStatusError(errorClass) }))
 }
 
+/** How an API documents a client error: the schema of its body on the wire, decoding back into the error. */
+export type ErrorBodyOf<Body> = <C extends ClientErrorClass>(errorClass: C) => Schema.Schema<ErrorInstance<C>, Body>
+
+/** Adds client errors to an endpoint, each documented with the body `asBody` gives it and its own status. */
+export const withErrorBodies =
+  <Body>(asBody: ErrorBodyOf<Body>) =>
+  <Endpoint extends HttpApiEndpoint.HttpApiEndpoint.Any, const Errors extends ReadonlyArray<ClientErrorClass>>(
+    endpoint: Endpoint,
+    ...errors: Errors
+  ): HttpApiEndpoint.HttpApiEndpoint.AddError<Endpoint, ErrorInstance<Errors[number]>, never> =>
+    errors.reduce(
+      (withSome: HttpApiEndpoint.HttpApiEndpoint.AnyWithProps, error) => withSome.addError(asBody(error)),
+      endpoint as unknown as HttpApiEndpoint.HttpApiEndpoint.AnyWithProps
+    ) as never
+
 /** Adds client errors to an endpoint, each documented with the common error body and its own status. */
-export const withErrors = <
-  Endpoint extends HttpApiEndpoint.HttpApiEndpoint.Any,
-  const Errors extends ReadonlyArray<ClientErrorClass>
->(
-  endpoint: Endpoint,
-  ...errors: Errors
-): HttpApiEndpoint.HttpApiEndpoint.AddError<Endpoint, ErrorInstance<Errors[number]>, never> =>
-  errors.reduce(
-    (withSome: HttpApiEndpoint.HttpApiEndpoint.AnyWithProps, error) => withSome.addError(asErrorBody(error)),
-    endpoint as unknown as HttpApiEndpoint.HttpApiEndpoint.AnyWithProps
-  ) as never
+export const withErrors = withErrorBodies(asErrorBody)
 
 /** The fields of a client error that go into the body, next to `type` and `message`. */
 export const errorDetails = (error: { readonly _tag: string; readonly message: string }) => {

@@ -114,7 +114,8 @@ export const chatCompletionStream = (
           max_tokens: request.maxNewTokens,
           stream_options: { include_usage: true },
           ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
-          ...(request.topP === undefined ? {} : { top_p: request.topP }),
+          // top_p 1 keeps every token, as no top_p does; TGI's validation refuses 1 itself.
+          ...(request.topP === undefined || request.topP >= 1 ? {} : { top_p: request.topP }),
           ...(request.stop === undefined ? {} : { stop: [...request.stop] }),
           ...(request.seed === undefined ? {} : { seed: request.seed })
         },

@@ -39,7 +39,7 @@ const finishReasons = Metric.counter("nexxi_chat_finish_reasons_total", {
 })
 
 /** The OpenTelemetry GenAI name of each backend (`gen_ai.system`). */
-const systems: Record<string, string> = { tgi: "tgi", hf: "huggingface", echo: "echo" }
+const systems: Record<string, string> = { tgi: "tgi", hf: "huggingface", llama: "llama.cpp", echo: "echo" }
 
 const requestAttributes = (request: GenerationRequest, system: string, model: string) => ({
   "gen_ai.operation.name": "chat",

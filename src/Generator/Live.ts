@@ -1,6 +1,7 @@
 /**
- * Chooses the Generator backend from configuration: `GENERATOR` (tgi | hf | echo); when unset, `tgi` if `TGI_URL`
- * is set, else `hf` if `HF_TOKEN` is set, else the echo development generator.
+ * Chooses the Generator backend from configuration: `GENERATOR` (tgi | hf | echo | llama); when unset, `llama` if
+ * `MODEL_PATH` names a `.gguf` file, else `tgi` if `TGI_URL` is set, else `hf` if `HF_TOKEN` is set, else the echo
+ * development generator.
  */
 import { Effect, Layer, Option, type Scope } from "effect"
 import { AppConfig, StartupError } from "../AppConfig.js"
@@ -10,6 +11,7 @@ import { redactPii } from "../Safety/Redact.js"
 import { makeEcho } from "./Echo.js"
 import { makeHuggingFaceGenerator } from "./HuggingFace.js"
 import { type ContentCapture, instrumented } from "./Instrumented.js"
+import { makeLlamaGenerator } from "./Llama.js"
 import type { ResilienceSettings } from "./Resilience.js"
 import { makeTgiGenerator } from "./Tgi.js"
 
@@ -26,9 +28,17 @@ export const resilienceSettings = (config: Settings): ResilienceSettings => ({
   breakerCooldownMs: config.generatorBreakerCooldownMs
 })
 
+const isGguf = (path: Option.Option<string>) => Option.exists(path, (value) => /\.gguf$/i.test(value.trim()))
+
 const backendOf = (config: Settings) =>
   Option.getOrElse(config.generator, () =>
-    Option.isSome(config.tgiUrl) ? "tgi" : Option.isSome(config.hfToken) ? "hf" : "echo"
+    isGguf(config.modelPath)
+      ? "llama"
+      : Option.isSome(config.tgiUrl)
+        ? "tgi"
+        : Option.isSome(config.hfToken)
+          ? "hf"
+          : "echo"
   )
 
 /** The configured backend, instrumented (spans and chat metrics) whichever it is. */
@@ -47,6 +57,18 @@ export const GeneratorLive = Layer.unwrapEffect(
           return Option.isNone(config.hfToken)
             ? Effect.fail(new StartupError({ message: "HF_TOKEN is required when GENERATOR=hf" }))
             : makeHuggingFaceGenerator({ token: config.hfToken.value, model: config.hfModelName, resilience })
+        case "llama":
+          return Option.isNone(config.modelPath)
+            ? Effect.fail(new StartupError({ message: "MODEL_PATH (a .gguf file) is required when GENERATOR=llama" }))
+            : makeLlamaGenerator({
+                modelPath: config.modelPath.value,
+                parallel: config.llamaParallel,
+                queueSize: config.llamaQueueSize,
+                threads: config.llamaThreads,
+                contextSize: config.llamaContextSize,
+                gpu: config.llamaGpu,
+                deadlineMs: config.generatorDeadlineMs
+              })
         case "echo":
           return Effect.as(
             Effect.logWarning(

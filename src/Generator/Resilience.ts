@@ -16,7 +16,8 @@ import {
   Ref,
   Schedule,
   Scope,
-  Stream
+  Stream,
+  Take
 } from "effect"
 import {
   type GenerationChunk,
@@ -26,6 +27,7 @@ import {
   GeneratorUnavailable,
   InputTooLong
 } from "../Generator.js"
+import { onIdle } from "../lib/idle.js"
 
 /** What went wrong upstream, before it is told to a client. */
 export type UpstreamKind = "unavailable" | "overloaded" | "input_too_long" | "timeout" | "failed" | "circuit_open"
@@ -183,7 +185,6 @@ export const resilientStream = (
   const recordFailure = (error: UpstreamError) =>
     Effect.zipRight(Metric.increment(Metric.tagged(upstreamErrors, "kind", error.kind)), breaker.onFailure(error))
 
-  const idleTimeout = Duration.millis(settings.idleTimeoutMs)
   const started = Stream.unwrapScoped(
     Effect.gen(function* () {
       const outer = yield* Effect.scope
@@ -221,14 +222,11 @@ export const resilientStream = (
         return Option.match(outcome.left, { onNone: () => Stream.empty, onSome: Stream.fail })
       }
       const { first, pull } = outcome.right
-      const next = pull.pipe(
-        Effect.timeoutFail({
-          duration: idleTimeout,
-          onTimeout: () => Option.some(timeout("stopped sending tokens for", settings.idleTimeoutMs))
-        }),
-        Effect.tapError(Option.match({ onNone: () => Effect.void, onSome: recordFailure }))
-      )
-      return Stream.concat(Stream.fromChunk(first), Stream.repeatEffectChunkOption(next))
+      // The idle timeout watches the whole rest of the stream at once, not each token (see lib/idle.ts).
+      const rest = onIdle(Stream.repeatEffectChunkOption(pull), settings.idleTimeoutMs, () =>
+        Take.fail(timeout("stopped sending tokens for", settings.idleTimeoutMs))
+      ).pipe(Stream.tapError((error: UpstreamError) => recordFailure(error)))
+      return Stream.concat(Stream.fromChunk(first), rest)
     })
   )
   const bounded = Option.match(settings.deadlineMs, {

@@ -16,15 +16,19 @@ import {
   PayloadTooLarge,
   ValidationError
 } from "../Domain/Errors.js"
+import { speaksOpenAi, toOpenAiError } from "../OpenAi/Errors.js"
 import { currentRequestId } from "./RequestId.js"
 import type { RouteLookup } from "./Routes.js"
 
 type Detail = Omit<ErrorDetail, "request_id">
 
 const respond = (status: number, detail: Detail, headers: Record<string, string> = {}) =>
-  Effect.map(currentRequestId, (request_id) =>
+  Effect.map(Effect.all([currentRequestId, HttpServerRequest.HttpServerRequest]), ([request_id, request]) =>
     HttpServerResponse.unsafeJson(
-      { error: { ...detail, request_id } },
+      // The OpenAI-compatible endpoints answer in OpenAI's error shape, with the same status.
+      speaksOpenAi(request.url)
+        ? toOpenAiError(status, { ...detail, request_id })
+        : { error: { ...detail, request_id } },
       {
         status,
         headers:

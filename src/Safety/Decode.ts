@@ -9,6 +9,8 @@
  * one level of nesting, so a message made of nothing but encoded runs costs a fixed amount of extra work.
  */
 
+import { foldedAnchors, ledPattern, matchesIn, type Occurrences } from "./Anchors.js"
+
 export type Encoding =
   | "base64"
   | "hex"
@@ -59,25 +61,58 @@ for (let code = 0; code < 128; code++) {
   if (/[ :,\\xX]/.test(char)) ENCODING_CLASS[code]! |= 4
 }
 
-/** Stretches of at least 20 base64 characters, or of hex digits and separators holding at least 12 hex digits. */
-const encodedRuns = (text: string): Array<string> => {
-  const runs: Array<string> = []
-  let base64Start = 0
-  let hexStart = 0
-  let hexDigits = 0
-  for (let index = 0; index <= text.length; index++) {
-    const code = index < text.length ? text.charCodeAt(index) : 0
-    const kind = code < 128 ? ENCODING_CLASS[code]! : 0
-    if ((kind & 1) === 0) {
-      if (index - base64Start >= 20) runs.push(text.slice(base64Start, index))
-      base64Start = index + 1
+const inClass = (text: string, index: number, mask: number) => {
+  const code = text.charCodeAt(index)
+  return code < 128 && (ENCODING_CLASS[code]! & mask) !== 0
+}
+
+/**
+ * The maximal stretches of characters of class `mask` at least `min` long, as start and end pairs into `into`. A
+ * stretch that long fills every window of `min` characters it starts: each window is read from its end backwards,
+ * and the search jumps past the first character outside the class, so ordinary prose is mostly skipped. Characters
+ * already known to be in the class are not read again: linear.
+ */
+const stretches = (text: string, mask: number, min: number, into: Array<number>) => {
+  let start = 0
+  // [start, known) is known to be in the class.
+  let known = 0
+  while (start + min <= text.length) {
+    let index = start + min - 1
+    while (index >= known && inClass(text, index, mask)) index--
+    if (index >= known) {
+      known = start + min
+      start = index + 1
+      continue
     }
-    if ((kind & 6) === 0) {
-      if (hexDigits >= 12 && runs.at(-1) !== text.slice(hexStart, index)) runs.push(text.slice(hexStart, index))
-      hexStart = index + 1
-      hexDigits = 0
-    } else if ((kind & 2) !== 0) hexDigits++
+    let end = start + min
+    while (end < text.length && inClass(text, end, mask)) end++
+    into.push(start, end)
+    start = end + 1
+    known = start
   }
+}
+
+/**
+ * Stretches of at least 20 base64 characters, or of hex digits and separators holding at least 12 hex digits, in
+ * the order of their ends (base64 first); a hex stretch equal to the run just before it is not repeated.
+ */
+const encodedRuns = (text: string): Array<string> => {
+  const base64: Array<number> = []
+  stretches(text, 1, 20, base64)
+  const hex: Array<number> = []
+  stretches(text, 6, 12, hex)
+  const runs: Array<string> = []
+  let b = 0
+  for (let h = 0; h < hex.length; h += 2) {
+    const [start, end] = [hex[h]!, hex[h + 1]!]
+    let digits = 0
+    for (let index = start; index < end && digits < 12; index++) if (inClass(text, index, 2)) digits++
+    if (digits < 12) continue
+    for (; b < base64.length && base64[b + 1]! <= end; b += 2) runs.push(text.slice(base64[b], base64[b + 1]))
+    const run = text.slice(start, end)
+    if (runs.at(-1) !== run) runs.push(run)
+  }
+  for (; b < base64.length; b += 2) runs.push(text.slice(base64[b], base64[b + 1]))
   return runs
 }
 
@@ -150,6 +185,7 @@ const decodeHtmlReferences = (text: string): string =>
 /** Unicode tag characters U+E0020-E007E mirror ASCII; emoji subdivision flags (🏴 + tags) are the one honest use. */
 const decodeTags = (text: string): ReadonlyArray<string> => {
   const found: Array<string> = []
+  if (!text.includes("\uDB40")) return found
   TAG_RUN.lastIndex = 0
   for (let match = TAG_RUN.exec(text); match !== null; match = TAG_RUN.exec(text)) {
     if (text.codePointAt(match.index - 2) === 0x1f3f4) continue
@@ -249,10 +285,14 @@ const pigLatinShare = (text: string): number => {
   return words === 0 ? 0 : pig / words
 }
 
-const CIPHER_HINT = /\b(?:rot ?-?13|caesar|cipher|shift(?:ed)? (?:of |by )?\d{1,2})\b/
+const CIPHER_HINT = ledPattern(
+  foldedAnchors,
+  ["rot", "caesar", "cipher", "shift"],
+  "(?:rot ?-?13|caesar|cipher|shift(?:ed)? (?:of |by )?\\d{1,2})\\b"
+)
 
 /** For folded text that reads like no language, or that says it is ciphered: the readings that look like English. */
-const decipher = (folded: string): ReadonlyArray<DecodedPayload> => {
+const decipher = (folded: string, anchors: Occurrences): ReadonlyArray<DecodedPayload> => {
   const found: Array<DecodedPayload> = []
   MORSE_RUN.lastIndex = 0
   for (let match = MORSE_RUN.exec(folded); match !== null && found.length < 2; match = MORSE_RUN.exec(folded)) {
@@ -261,7 +301,7 @@ const decipher = (folded: string): ReadonlyArray<DecodedPayload> => {
   // A sample is enough to tell prose from cipher.
   const sample = folded.slice(0, 512)
   const plain = functionWordShare(sample)
-  const hinted = CIPHER_HINT.test(folded)
+  const hinted = matchesIn(CIPHER_HINT, anchors, folded)
   if (plain.words < 4 || (plain.share >= 0.12 && !hinted)) return found
   if (hinted) {
     // The message says how it is ciphered: ROT13, "a shift of 3" (undone by shifting 23 more), or else the Caesar
@@ -288,13 +328,18 @@ const decipher = (folded: string): ReadonlyArray<DecodedPayload> => {
 }
 
 /** A message that asks for pieces to be put together ("part 1 ... part 2", "combine a, b and c", "a + b"). */
-const ASSEMBLY_HINT =
-  /\b(?:part ?(?:1|2|one|two)|combine|concatenat|join|merge|interlac|interleav|put together|assemble|[a-z] ?\+ ?[a-z]\b)/
+const ASSEMBLY_HINT = ledPattern(
+  foldedAnchors,
+  ["part", "combine", "concatenat", "join", "merge", "interlac", "interleav", "put together", "assemble"],
+  "(?:part ?(?:1|2|one|two)|combine|concatenat|join|merge|interlac|interleav|put together|assemble)"
+)
+const PLUS_HINT = /\b[a-z] ?\+ ?[a-z]\b/
 const QUOTED = /"([^"\n]{1,200})"|'([^'\n]{1,200})'/g
 
 /** Split payloads put back together: the quoted pieces in order, glued and spaced, or interleaved character by character. */
-const assemble = (folded: string): ReadonlyArray<DecodedPayload> => {
-  if (!ASSEMBLY_HINT.test(folded)) return []
+const assemble = (folded: string, anchors: Occurrences): ReadonlyArray<DecodedPayload> => {
+  const hinted = matchesIn(ASSEMBLY_HINT, anchors, folded) || (folded.includes("+") && PLUS_HINT.test(folded))
+  if (!hinted) return []
   const pieces = [...folded.matchAll(QUOTED)].slice(0, 16).map((match) => match[1] ?? match[2] ?? "")
   if (pieces.length < 2) return []
   const found: Array<DecodedPayload> = [
@@ -311,14 +356,25 @@ const assemble = (folded: string): ReadonlyArray<DecodedPayload> => {
   return found
 }
 
+/** Whether the global `pattern`, whose every match contains `literal`, matches at least `count` times. */
+const atLeast = (text: string, literal: string, pattern: RegExp, count: number): boolean => {
+  if (!text.includes(literal)) return false
+  let found = 0
+  pattern.lastIndex = 0
+  while (found < count && pattern.exec(text) !== null) found++
+  return found >= count
+}
+
 /**
  * The payloads hidden in `text` (original characters, for the byte encodings) and `folded` (its folded form, for the
  * letter ciphers), decoded within `budget`. Decoded base64 and hex are searched once more for a nested layer.
+ * `found` is the scan of `folded` by `foldedAnchors`, when the caller has it.
  */
 export const decodePayloads = (
   text: string,
   folded: string,
-  budget: DecodeBudget = defaultDecodeBudget
+  budget: DecodeBudget = defaultDecodeBudget,
+  found?: Occurrences
 ): ReadonlyArray<DecodedPayload> => {
   const payloads: Array<DecodedPayload> = []
   let chars = 0
@@ -355,12 +411,15 @@ export const decodePayloads = (
   const firstLayer = payloads.length
   for (let index = 0; index < firstLayer && !full(); index++) scanBytes(payloads[index]!.text)
 
-  if (!full() && (text.match(PERCENT_BYTE)?.length ?? 0) >= 6)
-    add("percent", decodePercent(text.slice(0, budget.maxChars)))
-  if (!full() && (text.match(HTML_REFERENCE)?.length ?? 0) >= 6) {
+  if (!full() && atLeast(text, "%", PERCENT_BYTE, 6)) add("percent", decodePercent(text.slice(0, budget.maxChars)))
+  if (!full() && atLeast(text, "&#", HTML_REFERENCE, 6)) {
     add("html_entities", decodeHtmlReferences(text.slice(0, budget.maxChars)))
   }
-  if (!full()) for (const payload of decipher(folded.slice(0, budget.maxChars))) add(payload.encoding, payload.text)
-  if (!full()) for (const payload of assemble(folded.slice(0, budget.maxChars))) add(payload.encoding, payload.text)
+  if (!full()) {
+    const head = folded.slice(0, budget.maxChars)
+    const anchors = found !== undefined && head.length === folded.length ? found : foldedAnchors.scan(head)
+    for (const payload of decipher(head, anchors)) add(payload.encoding, payload.text)
+    if (!full()) for (const payload of assemble(head, anchors)) add(payload.encoding, payload.text)
+  }
   return payloads
 }

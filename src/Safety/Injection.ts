@@ -24,7 +24,7 @@
  * "up to n whole words" — both bounded, and a word cannot be split two ways because it cannot contain a space. Other
  * repetitions are bounded character classes. Nothing nests an unbounded quantifier.
  */
-import { makeAnchorScanner, positionOf, startsWord } from "./Anchors.js"
+import { foldedAnchors, type Occurrences, positionOf, startsWord } from "./Anchors.js"
 
 export type InjectionCategory =
   "instruction_override" | "prompt_extraction" | "jailbreak" | "delimiter_injection" | "payload_smuggling"
@@ -2002,7 +2002,8 @@ export const signals: ReadonlyArray<Signal> = [
  * repetition is bounded: a bounded amount of work per occurrence.
  */
 const anchorOf = (lead: string) => lead.split(" ").slice(0, 2).join(" ")
-const anchorScanner = makeAnchorScanner(
+const anchorScanner = foldedAnchors
+anchorScanner.add(
   signals.flatMap((candidate) =>
     candidate.lead.map((lead) => ({ text: anchorOf(lead), wordStartOnly: candidate.wordStart }))
   )
@@ -2012,21 +2013,24 @@ const signalAnchors = signals.map((candidate) => ({
   anchors: [...new Set(candidate.lead.map((lead) => anchorScanner.index(anchorOf(lead))))]
 }))
 
-const matchesAt = (candidate: Signal, text: string, occurrences: ReadonlyArray<number>): boolean => {
-  for (const occurrence of occurrences) {
-    if (candidate.wordStart && !startsWord(occurrence)) continue
-    candidate.sticky.lastIndex = positionOf(occurrence)
-    if (candidate.sticky.test(text)) return true
+/** Whether the signal matches where one of its anchors occurs. */
+const matchesAt = (candidate: Signal, text: string, found: Occurrences, anchors: ReadonlyArray<number>): boolean => {
+  for (const anchor of anchors) {
+    for (let at = found.first[anchor]!; at !== -1; at = found.next[at]!) {
+      const occurrence = found.occurrence[at]!
+      if (candidate.wordStart && !startsWord(occurrence)) continue
+      candidate.sticky.lastIndex = positionOf(occurrence)
+      if (candidate.sticky.test(text)) return true
+    }
   }
   return false
 }
 
-/** The signals found in one (folded) text. */
-export const matchSignals = (text: string): Array<Signal> => {
-  const occurrences = anchorScanner.scan(text)
+/** The signals found in one (folded) text; `found` is its scan by `foldedAnchors`, when the caller has it. */
+export const matchSignals = (text: string, found: Occurrences = anchorScanner.scan(text)): Array<Signal> => {
   const matched: Array<Signal> = []
   for (const { candidate, anchors } of signalAnchors) {
-    if (anchors.some((anchor) => matchesAt(candidate, text, occurrences[anchor] ?? []))) matched.push(candidate)
+    if (matchesAt(candidate, text, found, anchors)) matched.push(candidate)
   }
   return matched
 }

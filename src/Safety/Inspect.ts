@@ -3,6 +3,7 @@
  * scored on the folded text, its de-obfuscated form and its decoded payloads, and an action from the thresholds.
  * Pure and synchronous, so the service, the log redaction and the benchmark share it.
  */
+import { foldedAnchors } from "./Anchors.js"
 import { type DecodeBudget, decodePayloads, defaultDecodeBudget } from "./Decode.js"
 import { embeddedInstruction } from "./Embedded.js"
 import { combine, type InjectionCategory, matchSignals, scoreSignals, type Signal } from "./Injection.js"
@@ -67,15 +68,20 @@ export const scoreMessage = (
   options: Pick<InspectOptions, "decode" | "protectedContent"> = defaultInspectOptions
 ): Partial<Record<SafetyCategory, number>> => {
   const folded = fold(text)
+  // The folded text is scanned once for the anchors of every detector that reads it.
+  const found = foldedAnchors.scan(folded)
   const views = [folded]
   const deobfuscated = deobfuscate(folded)
   if (deobfuscated !== undefined) views.push(deobfuscated)
-  const payloads = decodePayloads(text, folded, options.decode).map((payload) => ({
+  const payloads = decodePayloads(text, folded, options.decode, found).map((payload) => ({
     ...payload,
     text: fold(payload.text)
   }))
 
-  const plain = distinct(views.flatMap(matchSignals))
+  const plain = distinct([
+    ...matchSignals(folded, found),
+    ...(deobfuscated === undefined ? [] : matchSignals(deobfuscated))
+  ])
   const decoded = distinct(payloads.flatMap((payload) => matchSignals(payload.text)))
   const extra: Array<{ category: InjectionCategory; weight: number }> = []
   if (countSuspiciousInvisible(text) >= INVISIBLE_DISGUISE) extra.push({ category: "payload_smuggling", weight: 0.4 })
@@ -83,7 +89,7 @@ export const scoreMessage = (
     extra.push({ category: "payload_smuggling", weight: 0.8 })
   }
   // An instruction to the model planted inside data it is asked to process (see Embedded.ts).
-  const embedded = embeddedInstruction(folded)
+  const embedded = embeddedInstruction(folded, found)
   if (embedded > 0) extra.push({ category: "instruction_override", weight: embedded })
   const scores: Partial<Record<SafetyCategory, number>> = { ...scoreSignals(plain, decoded, extra) }
 

@@ -16,17 +16,22 @@
 /**
  * Characters that render as nothing or only steer direction: soft hyphen, combining grapheme joiner, Hangul fillers,
  * Mongolian and variation selectors, zero-width space/joiners, bidi marks, embeddings, overrides and isolates, word
- * joiner and invisible operators, BOM, and the Unicode tag block (decoded separately, see Decode.ts).
+ * joiner and invisible operators, BOM, and the Unicode tag block (decoded separately, see Decode.ts). One character
+ * class, so one test per character; the combining ones come first, where no letter precedes them.
  */
 const INVISIBLE =
-  /[\u00AD\u061C\u115F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFEFF\uFFA0]|\u034F|\u1160|\u17B4|\u17B5|[\u180B-\u180F]|[\uFE00-\uFE0F]|\uDB40[\uDC00-\uDC7F]/g
+  /[\u034F\u17B4\u17B5\u180B-\u180F\uFE00-\uFE0F\u00AD\u061C\u115F\u1160\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFEFF\uFFA0]|\uDB40[\uDC00-\uDC7F]/g
 
 /** The invisible characters that have no business in ordinary text (zero-width joiners do: emoji, Indic scripts). */
 const SUSPICIOUS_INVISIBLE = /[\u200B\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]|\uDB40[\uDC00-\uDC7F]/g
 
+/** One character class around them (and the tag block's lead surrogate): a quick test for the common case. */
+const MAYBE_SUSPICIOUS = /[\u200B-\u2069\uFEFF\uDB40]/
+
 /** How many invisible characters an attacker could use to split a phrase. */
 export const countSuspiciousInvisible = (text: string): number => {
   let count = 0
+  if (!MAYBE_SUSPICIOUS.test(text)) return count
   SUSPICIOUS_INVISIBLE.lastIndex = 0
   while (SUSPICIOUS_INVISIBLE.exec(text) !== null) count++
   return count
@@ -132,6 +137,8 @@ const CONFUSABLES: Readonly<Record<string, string>> = {
 }
 const CONFUSABLE_CHARS = new RegExp(`[${Object.keys(CONFUSABLES).join("")}]`, "g")
 const HAS_CONFUSABLE = new RegExp(`[${Object.keys(CONFUSABLES).join("")}]`)
+/** The blocks the look-alikes come from (IPA, Greek, Cyrillic, phonetic extensions, Latin extended-D): a quick test. */
+const MAYBE_CONFUSABLE = /[\u0250-\u052F\u1D00-\u1D2F\uA731]/
 /** A word of Latin letters and look-alikes: one that mixes both is a disguise (no real word in any language does). */
 const LATINISH_WORD = new RegExp(`[a-z${Object.keys(CONFUSABLES).join("")}]+`, "g")
 const HAS_LATIN = /[a-z]/
@@ -153,9 +160,15 @@ const mostlyLatin = (text: string): boolean => {
 
 const NON_ASCII = /[\u0080-\uFFFF]/
 
-/** Runs of blanks become one space, and blank lines one newline; single spaces (most of them) are left alone. */
+/** The runs of blanks that change: two or more blanks, or a single one other than a space or a newline. */
+const BLANKS_TO_COLLAPSE = /\s{2,}|[^\S \n]/g
+
+/**
+ * Runs of blanks become one space, and runs holding a line break one newline; single spaces and newlines (most of
+ * the blanks) are not even matched.
+ */
 const collapseBlanks = (text: string) =>
-  text.replace(/[^\S\n]*\n\s*|[^\S\n]{2,}|[^\S\n ]/g, (blanks) => (blanks.includes("\n") ? "\n" : " "))
+  text.replace(BLANKS_TO_COLLAPSE, (blanks) => (blanks.includes("\n") ? "\n" : " "))
 
 /** Lower-cased, NFKC-normalised text without invisible characters, diacritics or look-alike letters. */
 export const fold = (text: string): string => {
@@ -164,7 +177,7 @@ export const fold = (text: string): string => {
   let folded = text.normalize("NFKC").replace(INVISIBLE, "").toLowerCase()
   folded = folded.normalize("NFD").replace(DIACRITICS, "").normalize("NFC")
   folded = folded.replace(LATIN_FOLD_CHARS, (char) => LATIN_FOLDS[char] ?? char)
-  if (HAS_CONFUSABLE.test(folded)) {
+  if (MAYBE_CONFUSABLE.test(folded) && HAS_CONFUSABLE.test(folded)) {
     folded = mostlyLatin(folded) ? mapConfusables(folded) : folded.replace(LATINISH_WORD, mapIfMixed)
   }
   return collapseBlanks(folded)
@@ -219,34 +232,45 @@ const unleet = (text: string): string => {
   return cursor === 0 ? text : output + text.slice(cursor)
 }
 
-const isAsciiLetter = (char: string | undefined) => char !== undefined && char >= "a" && char <= "z"
-const isGap = (char: string | undefined) => char === " " || char === "." || char === "-" || char === "_" || char === "*"
+const isAsciiLetter = (code: number) => code >= 0x61 && code <= 0x7a
+/** " ", ".", "-", "_" or "*". */
+const isGap = (code: number) => code === 0x20 || code === 0x2e || code === 0x2d || code === 0x5f || code === 0x2a
 
 /**
  * Joins runs of at least four single letters separated by one blank or punctuation character ("i g n o r e",
  * "i.g.n.o.r.e"). Word breaks inside such a run are lost ("ignoreall"): the patterns allow for that. A single
- * left-to-right pass.
+ * left-to-right pass, copying only around the runs it joins.
  */
 export const joinSpacedLetters = (text: string): string => {
   let output = ""
+  let copied = 0
   let index = 0
   while (index < text.length) {
-    const single = isAsciiLetter(text[index]) && !isAsciiLetter(text[index - 1]) && !isAsciiLetter(text[index + 1])
+    const single =
+      isAsciiLetter(text.charCodeAt(index)) &&
+      !isAsciiLetter(text.charCodeAt(index - 1)) &&
+      !isAsciiLetter(text.charCodeAt(index + 1))
     if (!single) {
-      output += text[index]
       index++
       continue
     }
     let end = index
     let letters = text[index]!
-    while (isGap(text[end + 1]) && isAsciiLetter(text[end + 2]) && !isAsciiLetter(text[end + 3])) {
+    while (
+      isGap(text.charCodeAt(end + 1)) &&
+      isAsciiLetter(text.charCodeAt(end + 2)) &&
+      !isAsciiLetter(text.charCodeAt(end + 3))
+    ) {
       letters += text[end + 2]
       end += 2
     }
-    output += letters.length >= 4 ? letters : text.slice(index, end + 1)
+    if (letters.length >= 4) {
+      output += text.slice(copied, index) + letters
+      copied = end + 1
+    }
     index = end + 1
   }
-  return output
+  return copied === 0 ? text : output + text.slice(copied)
 }
 
 /**
@@ -254,27 +278,49 @@ export const joinSpacedLetters = (text: string): string => {
  * two of them to be a disguise ("e-mail" alone is a word).
  */
 const SPLIT_WORDS = /\b([a-z]{1,2})- ?([a-z]{2})|([a-z]{2})- ?([a-z]{1,2})\b/g
-/** A leet symbol inside a word: between letters, or two of them around a few letters ("h4ck", "1gn0r3"). */
-const LEET_WORD = /[a-z][0-9@$!|+][a-z]|[0-9@$!|+][a-z]{1,3}[0-9@$!|+]/
-/** Any of the three disguises, in one pass: most texts have none and stop here. */
-const DISGUISED =
-  /[a-z][0-9@$!|+][a-z]|[0-9@$!|+][a-z]{1,3}[0-9@$!|+]|[a-z][ .\-_*][a-z][ .\-_*][a-z][ .\-_*][a-z]|\b[a-z]{1,2}- ?[a-z]{2}|[a-z]{2}- ?[a-z]{1,2}\b/
+/**
+ * A leet symbol inside a word: between letters, or two of them around a few letters ("h4ck", "1gn0r3"). Written to
+ * start at the symbol (the letter before it is a lookbehind), so that the search skips ahead to symbols.
+ */
+const LEET_WORD = /[0-9@$!|+](?:(?<=[a-z].)[a-z]|[a-z]{1,3}[0-9@$!|+])/
 
 const SPACED_RUN = /(?:^|[^a-z])[a-z][ .\-_*][a-z][ .\-_*][a-z][ .\-_*][a-z](?![a-z])/
 
+const SPLIT_WORD = new RegExp(SPLIT_WORDS.source, "y")
+
 /**
- * The folded text with its disguises undone, or `undefined` when it has none (the common case, which then costs one
- * regular-expression test).
+ * At least two words broken by a hyphen: `SPLIT_WORDS` matches twice. Every match has its hyphen one or two letters
+ * after its start, so it is tried only there, hyphen after hyphen: the same matches, in the same order.
+ */
+const hasSplitWords = (folded: string): boolean => {
+  let found = 0
+  let from = 0
+  for (let hyphen = folded.indexOf("-"); hyphen !== -1 && found < 2; hyphen = folded.indexOf("-", hyphen + 1)) {
+    for (let start = Math.max(from, hyphen - 2); start < hyphen; start++) {
+      SPLIT_WORD.lastIndex = start
+      if (SPLIT_WORD.test(folded)) {
+        found++
+        from = SPLIT_WORD.lastIndex
+        hyphen = from - 1
+        break
+      }
+    }
+  }
+  return found >= 2
+}
+
+/**
+ * The folded text with its disguises undone, or `undefined` when it has none (the common case, which then costs two
+ * regular-expression tests, and a third when the text has a hyphen).
  */
 export const deobfuscate = (folded: string): string | undefined => {
-  if (!DISGUISED.test(folded)) return undefined
   const hasLeet = LEET_WORD.test(folded)
   const hasSpaced = SPACED_RUN.test(folded)
-  const hasSplitWords = (folded.match(SPLIT_WORDS)?.length ?? 0) >= 2
-  if (!hasLeet && !hasSpaced && !hasSplitWords) return undefined
+  const hasSplit = hasSplitWords(folded)
+  if (!hasLeet && !hasSpaced && !hasSplit) return undefined
   let text = hasLeet ? unleet(folded) : folded
   if (hasSpaced) text = joinSpacedLetters(text)
-  if (hasSplitWords)
+  if (hasSplit)
     text = text.replace(
       SPLIT_WORDS,
       (_, a?: string, b?: string, c?: string, d?: string) => (a ?? c ?? "") + (b ?? d ?? "")

@@ -6,7 +6,7 @@
  * Linear time: every pattern starts with a literal prefix or a bounded keyword, repeats one character class per
  * quantifier, and bounds every repetition that is followed by something that could also match it.
  */
-import { makeAnchorScanner } from "./Anchors.js"
+import { makeAnchorScanner, occurs } from "./Anchors.js"
 import type { PiiSpan } from "./Pii.js"
 
 export interface SecretRule {
@@ -27,14 +27,15 @@ const E = "(?![A-Za-z0-9_-])"
 
 const rule = (
   id: string,
-  anchors: string,
+  /** Separated by spaces, or a list when one holds a space. */
+  anchors: string | ReadonlyArray<string>,
   source: string,
   example: string,
   accept?: (secret: string) => boolean,
   flags = "g"
 ): SecretRule => ({
   id,
-  anchors: anchors.split(" "),
+  anchors: typeof anchors === "string" ? anchors.split(" ") : anchors,
   pattern: new RegExp(source, flags),
   example,
   ...(accept === undefined ? {} : { accept })
@@ -199,7 +200,7 @@ export const secretRules: ReadonlyArray<SecretRule> = [
   // A value assigned to a name that says it is secret: `DB_PASSWORD=...`, `"client_secret": "..."`, `--password=...`.
   rule(
     "secret_assignment",
-    "passw pwd secret token api_key api-key apikey access_key access-key private_key private-key auth_key auth-key credential",
+    "passw pwd secret token api_key api-key apikey access_key access-key accesskey private_key private-key privatekey auth_key auth-key authkey credential",
     `(?:passw(?:or)?d|passwort|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|auth[_-]?key|credentials?)[A-Za-z0-9_.-]{0,24}["']?[ \\t]{0,4}(?:=>|:=|=|:)[ \\t]{0,4}["']?([^\\s"'\`,;<>]{6,256})`,
     "DB_PASSWORD=Tr0ub4dor-and-3",
     (value) =>
@@ -212,7 +213,7 @@ export const secretRules: ReadonlyArray<SecretRule> = [
   // The same in prose: "my password is Tr0ub4dor&3".
   rule(
     "password_in_prose",
-    "password passcode passwort mot contrasena contraseña senha пароль",
+    ["password", "passcode", "passwort", "mot de passe", "contrasena", "contraseña", "senha", "пароль"],
     `\\b(?:password|passcode|passwort|mot de passe|contrase[ñn]a|senha|пароль)[ \\t]{1,3}(?:is|ist|est|es|é|это|:)[ \\t]{1,3}["'“]?([^\\s"'”]{4,128})`,
     "my password is Tr0ub4dor&3",
     (value) => !isPlaceholder(value.replace(/[.,;!?]+$/, "")) && /[^A-Za-z]/.test(value.replace(/[.,;!?]+$/, "")),
@@ -304,7 +305,7 @@ export const findSecrets = (text: string): Array<PiiSpan> => {
   if (text.includes("://")) spans.push(...findUrlCredentials(text))
   const occurrences = anchorScanner.scan(text)
   for (const [index, { pattern, accept }] of secretRules.entries()) {
-    if (!ruleAnchors[index]!.some((anchor) => occurrences[anchor] !== undefined)) continue
+    if (!ruleAnchors[index]!.some((anchor) => occurs(occurrences, anchor))) continue
     pattern.lastIndex = 0
     for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) {
       const secret = match[1] ?? match[0]

@@ -173,8 +173,8 @@ export const makePostgresStorage = (
                     ${turn.finishReason}, ${toDate(turn.userMessage.created_at)})
             ON CONFLICT (turn_id) DO NOTHING
             RETURNING turn_id`
-          // Written by an earlier attempt whose success was not reported.
-          if (claimed.length === 0) return
+          // Written by an earlier attempt whose success was not reported; or a turn kept for its usage only.
+          if (claimed.length === 0 || turn.keepTranscript === false) return
           // Creates the conversation, or locks it (for `seq`) and moves its `updated_at`; nothing when it was
           // deleted meanwhile (or is another owner's): its usage is kept, its content is not.
           const live = yield* sql`

@@ -107,3 +107,24 @@ export const tcpProxy = (targetHost: string, targetPort: number): Effect.Effect<
       cuts: () => cuts
     }
   })
+
+/** A database of the test's own behind a proxy the test controls, and a client that bypasses the proxy. */
+export const isolatedDatabaseBehindProxy = (
+  adminUrl: string
+): Effect.Effect<
+  { readonly url: string; readonly proxy: TcpProxy; readonly sql: PgClient.PgClient },
+  never,
+  Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const url = yield* isolatedDatabase(adminUrl)
+    const target = new URL(url)
+    const proxy = yield* tcpProxy(target.hostname, Number(target.port || 5432))
+    const viaProxy = new URL(url)
+    viaProxy.host = `127.0.0.1:${proxy.port}`
+    const sql = yield* Layer.build(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 })).pipe(
+      Effect.map(Context.get(PgClient.PgClient)),
+      Effect.orDie
+    )
+    return { url: viaProxy.toString(), proxy, sql }
+  })

@@ -1,5 +1,4 @@
 /** A strict reader of the Prometheus text format, for tests that read /metrics. */
-import { expect } from "vitest"
 
 // --- A strict reader for the Prometheus text format 0.0.4 ------------------------------------------------------
 // Stricter than Prometheus itself where our output has no reason to vary: only HELP and TYPE comments, no
@@ -106,7 +105,8 @@ export const valueOf = (
   labels: Readonly<Record<string, string>> = {}
 ) => {
   const found = samplesOf(families, name, labels)
-  expect(found, `exactly one ${name} ${JSON.stringify(labels)}`).toHaveLength(1)
+  // No test-framework import here: scripts (the soak) read metrics too.
+  if (found.length !== 1) throw new Error(`expected exactly one ${name} ${JSON.stringify(labels)}, got ${found.length}`)
   return found[0]!.value
 }
 
