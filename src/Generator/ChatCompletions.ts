@@ -102,10 +102,12 @@ export const chatCompletionStream = (
       const headers = yield* traceHeaders
       const tracedFetch: typeof fetch = (input, init) =>
         baseFetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } })
-      // Breaking out of the async iterator leaves the connection open; only aborting the signal closes it.
+      // Breaking out of the async iterator leaves the connection open; only aborting the signal closes it. A
+      // response read to its end needs no abort (which costs a DOMException and undici's clean-up).
+      let ended = false
       const controller = yield* Effect.acquireRelease(
         Effect.sync(() => new AbortController()),
-        (controller) => Effect.sync(() => controller.abort())
+        (controller) => Effect.sync(() => ended || controller.abort())
       )
       const chunks = client.chatCompletionStream(
         {
@@ -130,7 +132,11 @@ export const chatCompletionStream = (
       const iterator = chunks[Symbol.asyncIterator]()
       const next = Effect.tryPromise({ try: () => iterator.next(), catch: classifyUpstreamError }).pipe(
         Effect.mapError(Option.some),
-        Effect.flatMap((result) => (result.done ? Effect.fail(Option.none()) : Effect.succeed(result.value)))
+        Effect.flatMap((result) =>
+          result.done
+            ? Effect.suspend(() => ((ended = true), Effect.fail(Option.none())))
+            : Effect.succeed(result.value)
+        )
       )
       const tokens = Stream.repeatEffectOption(next).pipe(
         Stream.mapConcat((chunk) => {
