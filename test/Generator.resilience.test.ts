@@ -1,6 +1,6 @@
 /** Retries, timeouts and the circuit breaker, on scripted upstreams and the TestClock: no real waiting. */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Either, Fiber, Option, Stream, TestClock } from "effect"
+import { Chunk, Deferred, Effect, Either, Fiber, Option, Stream, TestClock } from "effect"
 import { GenerationChunk } from "../src/Generator.js"
 import {
   makeCircuitBreaker,
@@ -34,6 +34,20 @@ const scripted = (...attempts: ReadonlyArray<Stream.Stream<GenerationChunk, Upst
     calls: () => calls
   }
 }
+
+/**
+ * A connection that sends nothing more, until it is closed: like an HTTP response, whose read then fails. (The idle
+ * timeout closes the attempt's scope, which aborts the request.)
+ */
+const stalledConnection = Stream.unwrapScoped(
+  Effect.gen(function* () {
+    const closed = yield* Deferred.make<void>()
+    yield* Effect.addFinalizer(() => Deferred.succeed(closed, undefined))
+    return Stream.fromEffect(
+      Effect.zipRight(Deferred.await(closed), Effect.fail(new UpstreamError({ kind: "failed", message: "aborted" })))
+    )
+  })
+)
 
 const run = (open: () => Stream.Stream<GenerationChunk, UpstreamError>, overrides: Partial<ResilienceSettings> = {}) =>
   Effect.gen(function* () {
@@ -123,7 +137,7 @@ describe("timeouts", () => {
 
   it.effect("fails when tokens stop coming for longer than the idle timeout", () =>
     Effect.gen(function* () {
-      const fiber = yield* run(() => Stream.concat(Stream.make(token("a")), Stream.never))
+      const fiber = yield* run(() => Stream.concat(Stream.make(token("a")), stalledConnection))
       yield* TestClock.adjust(499)
       expect(fiber.unsafePoll()).toBeNull()
       yield* TestClock.adjust(1)

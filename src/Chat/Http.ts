@@ -61,7 +61,7 @@ export const ChatHttpLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
           sessionId: Option.fromNullable(payload.session_id),
           message: payload.message
         })
-        return sseResponse(turn, sseKeepAliveMs)
+        return yield* sseResponse(turn, sseKeepAliveMs)
       })
 
     return handlers

@@ -16,8 +16,7 @@ import {
   Ref,
   Schedule,
   Scope,
-  Stream,
-  Take
+  Stream
 } from "effect"
 import {
   type GenerationChunk,
@@ -27,7 +26,6 @@ import {
   GeneratorUnavailable,
   InputTooLong
 } from "../Generator.js"
-import { onIdle } from "../lib/idle.js"
 
 /** What went wrong upstream, before it is told to a client. */
 export type UpstreamKind = "unavailable" | "overloaded" | "input_too_long" | "timeout" | "failed" | "circuit_open"
@@ -202,7 +200,7 @@ export const resilientStream = (
           Effect.onError(() => Scope.close(scope, Exit.void))
         )
         yield* breaker.onSuccess
-        return { first, pull }
+        return { first, pull, scope }
       })
 
       const outcome = yield* attempt.pipe(
@@ -221,11 +219,30 @@ export const resilientStream = (
         // `None`: the stream ended without producing anything.
         return Option.match(outcome.left, { onNone: () => Stream.empty, onSome: Stream.fail })
       }
-      const { first, pull } = outcome.right
-      // The idle timeout watches the whole rest of the stream at once, not each token (see lib/idle.ts).
-      const rest = onIdle(Stream.repeatEffectChunkOption(pull), settings.idleTimeoutMs, () =>
-        Take.fail(timeout("stopped sending tokens for", settings.idleTimeoutMs))
-      ).pipe(Stream.tapError((error: UpstreamError) => recordFailure(error)))
+      const { first, pull, scope } = outcome.right
+      // The idle timeout: one watchdog fiber for the whole stream, rather than a timer raced against every token
+      // (which forks fibers per token: most of the cost of relaying one). When tokens stop for `idleTimeoutMs` it
+      // closes the attempt's scope, which aborts the upstream request; the pending read then fails, as a timeout.
+      const clock = yield* Effect.clock
+      let lastChunkAt = clock.unsafeCurrentTimeMillis()
+      let idle = false
+      const watchdog: Effect.Effect<void> = Effect.suspend(() => {
+        const quietFor = clock.unsafeCurrentTimeMillis() - lastChunkAt
+        if (quietFor < settings.idleTimeoutMs) {
+          return Effect.zipRight(Effect.sleep(settings.idleTimeoutMs - quietFor), watchdog)
+        }
+        idle = true
+        return Scope.close(scope, Exit.void)
+      })
+      yield* Effect.forkScoped(watchdog)
+      const next = pull.pipe(
+        Effect.map((chunk) => ((lastChunkAt = clock.unsafeCurrentTimeMillis()), chunk)),
+        Effect.mapError((error) =>
+          idle ? Option.some(timeout("stopped sending tokens for", settings.idleTimeoutMs)) : error
+        ),
+        Effect.tapError(Option.match({ onNone: () => Effect.void, onSome: recordFailure }))
+      )
+      const rest = Stream.repeatEffectChunkOption(next)
       return Stream.concat(Stream.fromChunk(first), rest)
     })
   )

@@ -1,23 +1,50 @@
 /** Server-Sent Events responses: the chat streams of both APIs (Nexxi's and the OpenAI-compatible one). */
 import { Sse } from "@effect/experimental"
-import { HttpServerResponse } from "@effect/platform"
-import { Effect, Stream, Take } from "effect"
-import { onIdle } from "../lib/idle.js"
+import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
+import { Effect, Stream } from "effect"
 import { trackActiveStream } from "../Metrics.js"
 
 /** One event; `data` is sent as it is (JSON, or OpenAI's `[DONE]`). */
 export const sseEvent = (data: string, event = "message") =>
   Sse.encoder.write({ _tag: "Event", event, id: undefined, data })
 
+const KEEP_ALIVE = ": keep-alive\n\n"
+
 /**
- * A streaming response of already encoded events, counted in the active-streams gauge while it is open, with a
- * keep-alive comment whenever it has been quiet for `keepAliveMs`, so that idle proxies do not close a connection
- * while the model thinks.
+ * A streaming response of already encoded events, counted in the active-streams gauge while it is open.
+ *
+ * Whenever it has been quiet for `keepAliveMs` a comment goes out, so that idle proxies do not close a connection
+ * while the model thinks. The comment is written to the connection by a timer, between the events (each is one
+ * write), rather than merged into the stream of events: merging races every event against a timer, which forks
+ * fibers for each token and cost more than relaying the token itself.
  */
-export const eventStreamResponse = <E>(events: Stream.Stream<string, E>, keepAliveMs: number) => {
-  const body = onIdle(events, keepAliveMs, () => Take.of(": keep-alive\n\n")).pipe(Stream.encodeText)
-  return HttpServerResponse.stream(Stream.unwrapScoped(Effect.as(trackActiveStream, body)), {
-    contentType: "text/event-stream",
-    headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
+export const eventStreamResponse = <E>(events: Stream.Stream<string, E>, keepAliveMs: number) =>
+  Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+    const connection = NodeHttpServerRequest.toServerResponse(request)
+    let lastWrite = Date.now()
+    const keepAlive = Effect.acquireRelease(
+      Effect.sync(() =>
+        setInterval(
+          () => {
+            if (Date.now() - lastWrite < keepAliveMs) return
+            // Never before the response's head (the stream's own first write sends it), after its end, or into
+            // a client that is not reading anyway.
+            if (!connection.headersSent || connection.writableEnded || connection.writableNeedDrain) return
+            lastWrite = Date.now()
+            connection.write(KEEP_ALIVE)
+          },
+          Math.max(10, Math.floor(keepAliveMs / 2))
+        ).unref()
+      ),
+      (timer) => Effect.sync(() => clearInterval(timer))
+    )
+    const body = events.pipe(
+      Stream.mapChunks((chunk) => ((lastWrite = Date.now()), chunk)),
+      Stream.encodeText
+    )
+    return HttpServerResponse.stream(Stream.unwrapScoped(Effect.as(Effect.zip(trackActiveStream, keepAlive), body)), {
+      contentType: "text/event-stream",
+      headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
+    })
   })
-}

@@ -181,7 +181,7 @@ export const OpenAiHttpLive = HttpApiBuilder.group(Api, "openai", (handlers) =>
           if (payload.stream === true) {
             const turn = yield* chat.stream(input)
             const includeUsage = payload.stream_options?.include_usage === true
-            return eventStreamResponse(chunkEvents(header, turn.events, includeUsage), sseKeepAliveMs)
+            return yield* eventStreamResponse(chunkEvents(header, turn.events, includeUsage), sseKeepAliveMs)
           }
           const reply = yield* chat.reply(input)
           const completion: ChatCompletion = {
