@@ -12,6 +12,7 @@
  * `{ready: url}` over the IPC channel once it listens.
  */
 import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from "node:http"
+import { upstreamRequestBody } from "./lib/upstream-request.js"
 
 const upstream = new URL("/v1/chat/completions", process.env.BARE_UPSTREAM ?? "http://127.0.0.1:8080")
 const systemPrompt = process.env.BARE_SYSTEM_PROMPT ?? "You are a helpful assistant."
@@ -62,16 +63,7 @@ const handle = async (req: IncomingMessage, res: ServerResponse) => {
   const streaming = req.url === "/v1/chat/stream"
   if (req.method !== "POST" || (!streaming && req.url !== "/v1/chat")) return fail(res, 404, "not found")
   const { message } = JSON.parse(await readBody(req)) as { message: string }
-  const body = JSON.stringify({
-    model: "tgi",
-    messages: [
-      { role: "system", content: systemPrompt },
-      { role: "user", content: message }
-    ],
-    max_tokens: maxNewTokens,
-    stream: true,
-    stream_options: { include_usage: true }
-  })
+  const body = upstreamRequestBody(systemPrompt, message, maxNewTokens)
   const upstreamRequest = request(upstream, {
     method: "POST",
     agent,

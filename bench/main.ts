@@ -34,6 +34,7 @@ import { markdownReport, svgChart, targetsOf, type BenchResult, type StreamResul
 import { runSafetyCost } from "./lib/safetycost.js"
 import { round, roundSpread, spread } from "./lib/stats.js"
 import { oneStream, runStreams, type StreamRun, type StreamTarget } from "./lib/stream.js"
+import { upstreamRequestBody } from "./lib/upstream-request.js"
 
 const { values: args } = parseArgs({
   options: {
@@ -151,16 +152,7 @@ const main = async () => {
 
     // ----- 1. whole replies -----------------------------------------------------------------------------------
     await upstream.set({ tokensPerSecond: 0, firstTokenDelayMs: 0, replyTokens: FAST_REPLY_TOKENS })
-    const upstreamBody = JSON.stringify({
-      model: "tgi",
-      messages: [
-        { role: "system", content: SYSTEM_PROMPT },
-        { role: "user", content: MESSAGE }
-      ],
-      max_tokens: MAX_NEW_TOKENS,
-      stream: true,
-      stream_options: { include_usage: true }
-    })
+    const upstreamBody = upstreamRequestBody(SYSTEM_PROMPT, MESSAGE, MAX_NEW_TOKENS)
     const nexxiBody = JSON.stringify({ message: MESSAGE })
     const targets: ReadonlyArray<Target> = [
       { name: "direct", url: `${upstream.url}/v1/chat/completions`, headers: {}, body: upstreamBody },

@@ -73,7 +73,8 @@ const EventStream = HttpApiSchema.Text({ contentType: "text/event-stream" }).ann
 /** What the HTTP layer answers for a body that cannot be read as JSON, before the endpoint runs. */
 const bodyErrors = [MalformedJson, PayloadTooLarge, UnsupportedMediaType] as const
 
-const turnErrors = [
+/** What a chat turn can answer instead of a reply (the OpenAI-compatible endpoint's too). */
+export const turnErrors = [
   ...bodyErrors,
   ContentBlocked,
   SessionNotFound,

@@ -1,14 +1,12 @@
 /** Handlers of the chat endpoints: HTTP in and out around the Chat service. */
 import { HttpApiBuilder } from "@effect/platform"
-import { Cause, Effect, Layer, Option, Stream } from "effect"
+import { Effect, Layer, Option, Stream } from "effect"
 import { Api } from "../Api.js"
 import { AppConfig } from "../AppConfig.js"
 import { ApiKeyAuthLive, CurrentCaller } from "../Auth.js"
-import { Chat, type ChatEvent, type StreamingTurn, type TurnError } from "../Chat.js"
-import { errorDetails } from "../Domain/Errors.js"
+import { Chat, type ChatEvent, type StreamingTurn } from "../Chat.js"
 import type { SessionId } from "../Domain/Session.js"
-import { currentRequestId } from "../Http/RequestId.js"
-import { eventStreamResponse, sseEvent } from "../Http/Sse.js"
+import { endingWithError, eventStreamResponse, sseEvent } from "../Http/Sse.js"
 import type { StreamChunk } from "./Api.js"
 
 const toChunk = (sessionId: SessionId, event: ChatEvent): StreamChunk =>
@@ -23,28 +21,11 @@ const toChunk = (sessionId: SessionId, event: ChatEvent): StreamChunk =>
         finish_reason: event.finishReason
       }
 
-/** A failure after the response started can only be told in the stream: one `error` event, then the end. */
-const errorEvent = (cause: Cause.Cause<TurnError>) =>
-  Effect.gen(function* () {
-    const request_id = yield* currentRequestId
-    const failure = Cause.failureOption(cause)
-    if (Option.isSome(failure)) {
-      return sseEvent(JSON.stringify({ error: { ...errorDetails(failure.value), request_id } }), "error")
-    }
-    yield* Effect.logError("Chat stream failed", cause)
-    return sseEvent(
-      JSON.stringify({ error: { type: "internal_error", message: "Internal error", request_id } }),
-      "error"
-    )
-  })
-
 const sseResponse = (turn: StreamingTurn, keepAliveMs: number) =>
   eventStreamResponse(
     turn.events.pipe(
       Stream.map((event) => sseEvent(JSON.stringify(toChunk(turn.sessionId, event)))),
-      Stream.catchAllCause((cause) =>
-        Cause.isInterruptedOnly(cause) ? Stream.failCause(cause) : Stream.fromEffect(errorEvent(cause))
-      )
+      endingWithError((detail) => sseEvent(JSON.stringify({ error: detail }), "error"))
     ),
     keepAliveMs
   )

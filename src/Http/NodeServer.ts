@@ -37,11 +37,16 @@ const reasons: Record<number, string> = {
   431: "Request Header Fields Too Large"
 }
 
+/** The common error body (`Domain/Errors.ts`), for answers written outside the application. */
+const errorBody = (type: string, message: string) => {
+  const requestId = randomUUID()
+  return { requestId, body: JSON.stringify({ error: { type, message, request_id: requestId } }) }
+}
+
 /** The raw bytes of an error response that closes the connection: the socket no longer holds a parsable request. */
 export const clientErrorResponse = (code: string | undefined) => {
   const { status, type, message } = (code !== undefined ? clientErrors[code] : undefined) ?? malformed
-  const requestId = randomUUID()
-  const body = JSON.stringify({ error: { type, message, request_id: requestId } })
+  const { requestId, body } = errorBody(type, message)
   return (
     `HTTP/1.1 ${status} ${reasons[status]}\r\n` +
     "content-type: application/json\r\n" +
@@ -78,13 +83,9 @@ export const makeNodeServer = (settings: NodeServerSettings): Server => {
   // otherwise never be answered. Until then it gets a 503 to retry.
   server.on("request", (_request, response) => {
     if (server.listenerCount("request") > 1) return
-    const requestId = randomUUID()
+    const { requestId, body } = errorBody("starting", "The server is starting; retry shortly")
     response.writeHead(503, { "content-type": "application/json", "retry-after": "1", "x-request-id": requestId })
-    response.end(
-      JSON.stringify({
-        error: { type: "starting", message: "The server is starting; retry shortly", request_id: requestId }
-      })
-    )
+    response.end(body)
   })
   return server
 }

@@ -2,12 +2,40 @@
 import { Sse } from "@effect/experimental"
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Effect, Stream } from "effect"
+import { Cause, Effect, Option, Stream } from "effect"
+import { type ErrorDetail, errorDetails } from "../Domain/Errors.js"
 import { trackActiveStream } from "../Metrics.js"
+import { currentRequestId } from "./RequestId.js"
 
 /** One event; `data` is sent as it is (JSON, or OpenAI's `[DONE]`). */
 export const sseEvent = (data: string, event = "message") =>
   Sse.encoder.write({ _tag: "Event", event, id: undefined, data })
+
+/**
+ * A failure after the response started can only be told in the stream: the events end with one event that
+ * `render` makes of the error's detail (a failure that is not a client error is logged and told as an internal
+ * error). Interruption passes through: the client is gone.
+ */
+export const endingWithError =
+  (render: (detail: ErrorDetail) => string) =>
+  <E extends { readonly _tag: string; readonly message: string }>(events: Stream.Stream<string, E>) =>
+    Stream.catchAllCause(events, (cause) =>
+      Cause.isInterruptedOnly(cause)
+        ? Stream.failCause(cause)
+        : Stream.fromEffect(
+            Effect.gen(function* () {
+              const request_id = yield* currentRequestId
+              const failure = Cause.failureOption(cause)
+              if (Option.isNone(failure)) yield* Effect.logError("Chat stream failed", cause)
+              return render(
+                Option.match(failure, {
+                  onSome: (error) => ({ ...errorDetails(error), request_id }),
+                  onNone: () => ({ type: "internal_error", message: "Internal error", request_id })
+                })
+              )
+            })
+          )
+    )
 
 const KEEP_ALIVE = ": keep-alive\n\n"
 

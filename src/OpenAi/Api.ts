@@ -5,22 +5,12 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { BearerAuth } from "../Auth.js"
-import {
-  ClientError,
-  MalformedJson,
-  PayloadTooLarge,
-  ServiceUnavailable,
-  Unauthorized,
-  UnsupportedMediaType,
-  ValidationError
-} from "../Domain/Errors.js"
+import { turnErrors } from "../Chat/Api.js"
+import { ClientError, ServiceUnavailable, Unauthorized, ValidationError } from "../Domain/Errors.js"
 import { SessionId } from "../Domain/Session.js"
 import { SafeText } from "../Domain/Text.js"
 import { GeneratorErrors } from "../Generator.js"
 import { RateLimitMiddleware } from "../Http/RateLimit.js"
-import { ContentBlocked } from "../Safety.js"
-import { SessionBusy, SessionNotFound, SessionUnavailable } from "../Session.js"
-import { StorageUnavailable } from "../Storage.js"
 import { withOpenAiErrors } from "./Errors.js"
 
 export class ModelNotFound extends ClientError<ModelNotFound>()(
@@ -126,20 +116,7 @@ export const ModelList = Schema.Struct({
 
 const commonErrors = [Unauthorized, ServiceUnavailable] as const
 
-const completionErrors = [
-  ...commonErrors,
-  MalformedJson,
-  PayloadTooLarge,
-  UnsupportedMediaType,
-  ValidationError,
-  ModelNotFound,
-  ContentBlocked,
-  SessionNotFound,
-  SessionBusy,
-  SessionUnavailable,
-  StorageUnavailable,
-  ...GeneratorErrors
-] as const
+const completionErrors = [...commonErrors, ValidationError, ModelNotFound, ...turnErrors] as const
 
 export class OpenAiApi extends HttpApiGroup.make("openai")
   .add(

@@ -1,16 +1,14 @@
 /** Handlers of the OpenAI-compatible endpoints: OpenAI's formats in and out around the same Chat service. */
 import { HttpApiBuilder } from "@effect/platform"
-import { Cause, Clock, Effect, Either, Layer, Option, Stream } from "effect"
+import { Clock, Effect, Either, Layer, Option, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { Api } from "../Api.js"
 import { AppConfig } from "../AppConfig.js"
 import { BearerAuthLive, type Caller, CurrentCaller } from "../Auth.js"
 import { Chat, type ChatEvent, type SuppliedTurn, type TurnError, type TurnInput } from "../Chat.js"
-import { errorDetails, ValidationError } from "../Domain/Errors.js"
-import type { FinishReason } from "../Generator.js"
-import { Generator } from "../Generator.js"
-import { currentRequestId } from "../Http/RequestId.js"
-import { eventStreamResponse, sseEvent } from "../Http/Sse.js"
+import { ValidationError } from "../Domain/Errors.js"
+import { type FinishReason, Generator } from "../Generator.js"
+import { endingWithError, eventStreamResponse, sseEvent } from "../Http/Sse.js"
 import { type ChatCompletion, type ChatCompletionRequest, type CompletionMessage, ModelNotFound } from "./Api.js"
 import { toOpenAiError } from "./Errors.js"
 
@@ -98,30 +96,22 @@ const chunkEvents = (
   events: Stream.Stream<ChatEvent, TurnError>,
   includeUsage: boolean
 ): Stream.Stream<string, TurnError> => {
+  const chunkWith = (fields: object) =>
+    sseEvent(JSON.stringify({ ...header, object: "chat.completion.chunk", system_fingerprint: null, ...fields }))
   const chunk = (delta: object, finishReason: string | null) =>
-    sseEvent(
-      JSON.stringify({
-        ...header,
-        object: "chat.completion.chunk",
-        system_fingerprint: null,
-        choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
-        ...(includeUsage ? { usage: null } : {})
-      })
-    )
+    chunkWith({
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+      ...(includeUsage ? { usage: null } : {})
+    })
   const usage = (event: Extract<ChatEvent, { _tag: "Finished" }>) =>
-    sseEvent(
-      JSON.stringify({
-        ...header,
-        object: "chat.completion.chunk",
-        system_fingerprint: null,
-        choices: [],
-        usage: {
-          prompt_tokens: event.promptTokens,
-          completion_tokens: event.completionTokens,
-          total_tokens: event.tokensUsed
-        }
-      })
-    )
+    chunkWith({
+      choices: [],
+      usage: {
+        prompt_tokens: event.promptTokens,
+        completion_tokens: event.completionTokens,
+        total_tokens: event.tokensUsed
+      }
+    })
   const body = events.pipe(
     Stream.mapConcat((event) =>
       event._tag === "Delta"
@@ -132,24 +122,12 @@ const chunkEvents = (
   return Stream.make(chunk({ role: "assistant", content: "" }, null)).pipe(
     Stream.concat(body),
     Stream.concat(Stream.make(sseEvent("[DONE]"))),
-    Stream.catchAllCause((cause) =>
-      Cause.isInterruptedOnly(cause) ? Stream.failCause(cause) : Stream.fromEffect(errorEvent(cause))
+    // OpenAI's SDKs read a `data: {"error": ...}` event as the failure of the stream.
+    endingWithError((detail) =>
+      sseEvent(JSON.stringify(toOpenAiError(detail.type === "internal_error" ? 500 : 502, detail)))
     )
   )
 }
-
-/** OpenAI's SDKs read a `data: {"error": ...}` event as the failure of the stream. */
-const errorEvent = (cause: Cause.Cause<TurnError>) =>
-  Effect.gen(function* () {
-    const request_id = yield* currentRequestId
-    const failure = Cause.failureOption(cause)
-    if (Option.isNone(failure)) yield* Effect.logError("Chat completion stream failed", cause)
-    const body = Option.match(failure, {
-      onSome: (error) => toOpenAiError(502, { ...errorDetails(error), request_id }),
-      onNone: () => toOpenAiError(500, { type: "internal_error", message: "Internal error", request_id })
-    })
-    return sseEvent(JSON.stringify(body))
-  })
 
 export const OpenAiHttpLive = HttpApiBuilder.group(Api, "openai", (handlers) =>
   Effect.gen(function* () {
