@@ -4,7 +4,8 @@
  *
  *   npm run bench -- --quick                 about a minute and a half; every figure, fewer and shorter runs
  *   npm run bench -- --duration 10 --connections 1,16,64 --streams 1,100,1000 --token-rate 20 --repeats 3
- *   npm run bench -- --cpu-prof              also writes a CPU profile of Nexxi and prints its hottest functions
+ *   npm run bench -- --cpu-prof              also writes CPU profiles of Nexxi under load (whole replies, streams)
+ *                                            and prints their hottest functions
  *
  * Writes `<out>/latest.json`, `latest.md`, `latest.svg` (and a timestamped copy of the JSON); `--out` (default
  * bench/results). With REDIS_URL / DATABASE_URL set, Nexxi uses them instead of its embedded stores.
@@ -63,7 +64,7 @@ if (args.help) {
   --repeats <n>        runs of each configuration (default 3; quick 2)
   --memory-streams <n> open idle streams for the memory figure (default 1000)
   --out <dir>          where results go (default bench/results)
-  --cpu-prof           profile Nexxi (node --cpu-prof) and print its hottest functions`)
+  --cpu-prof           profile Nexxi under load (start-up excluded) and print its hottest functions`)
   process.exit(0)
 }
 
@@ -112,6 +113,7 @@ const main = async () => {
   log(`  load average ${startMachine.load_average_at_start.join(" ")}: other work on the machine makes figures noisy`)
   const work = mkdtempSync(join(tmpdir(), "nexxi-bench-"))
   const profileDir = options.cpuProf ? join(work, "profiles") : undefined
+  if (profileDir !== undefined) mkdirSync(profileDir)
   const key = `bench_${randomBytes(24).toString("hex")}`
   const children: Array<Child> = []
   try {
@@ -138,8 +140,7 @@ const main = async () => {
     const nexxi: Nexxi = await startNexxi({
       port: await freePort(),
       env: nexxiEnv,
-      logFile: join(work, "nexxi.log"),
-      cpuProfileDir: profileDir
+      logFile: join(work, "nexxi.log")
     })
     children.push(nexxi)
     const stores = {
@@ -164,6 +165,7 @@ const main = async () => {
     )
     const warmupS = quick ? 1 : 5
     for (const target of targets) await runNonStream(target, 16, warmupS)
+    if (profileDir !== undefined) await nexxi.startProfile()
     const nonstreamRuns: Record<string, Record<number, Array<NonStreamRun>>> = { direct: {}, bare: {}, nexxi: {} }
     const nexxiCpuByConnections: Record<number, Array<number>> = {}
     for (const connections of options.connections) {
@@ -189,6 +191,8 @@ const main = async () => {
         .join(" | ")
       log(`  c=${connections}: ${line}  (${elapsed()})`)
     }
+
+    if (profileDir !== undefined) await nexxi.stopProfile(join(profileDir, "whole-replies.cpuprofile"))
 
     // ----- 2. streams ---------------------------------------------------------------------------------------
     await upstream.set({ tokensPerSecond: options.tokenRate, firstTokenDelayMs: 0, replyTokens: options.tokens })
@@ -216,6 +220,7 @@ const main = async () => {
       upstream: () => cpuSeconds(upstream.pid)
     }
     const streamRuns: Record<number, Record<string, Array<StreamRun>>> = {}
+    if (profileDir !== undefined) await nexxi.startProfile()
     for (const concurrency of options.streams) {
       const byTarget: Record<string, Array<StreamRun>> = Object.fromEntries(
         streamTargets.map((target) => [target.name, []])
@@ -249,6 +254,8 @@ const main = async () => {
           `nexxi ${med("nexxi", (r) => r.ttft_p99_ms).toFixed(2)} ms; nexxi ${med("nexxi", (r) => r.tokens_per_s).toFixed(0)} tokens/s  (${elapsed()})`
       )
     }
+
+    if (profileDir !== undefined) await nexxi.stopProfile(join(profileDir, "streams.cpuprofile"))
 
     // ----- 3. memory ----------------------------------------------------------------------------------------
     log(`\n3. memory: ${options.memoryStreams} open idle streams, ${options.memoryRounds} rounds after a warm-up round`)

@@ -19,11 +19,14 @@ import { type SessionId, SessionMessage, Turn } from "./Domain/Session.js"
 import {
   type Completed,
   type FinishReason,
+  type GenerationChunk,
   type GenerationRequest,
   Generator,
   type GeneratorError,
   InputTooLong,
-  type PromptMessage
+  nextOf,
+  type PromptMessage,
+  startingWith
 } from "./Generator.js"
 import { currentRequestId } from "./Http/RequestId.js"
 import { RateLimit, type RateLimited, type RateLimitUnavailable } from "./RateLimit.js"
@@ -123,8 +126,10 @@ export interface StreamingTurn {
   readonly events: Stream.Stream<ChatEvent, TurnError>
 }
 
-const elapsedMs = (startNanos: bigint) =>
-  Effect.map(Clock.currentTimeNanos, (now) => Math.round(Number(now - startNanos) / 1e5) / 10)
+const elapsedMsSince = (startNanos: bigint, clock: Clock.Clock) =>
+  Math.round(Number(clock.unsafeCurrentTimeNanos() - startNanos) / 1e5) / 10
+
+const elapsedMs = (startNanos: bigint) => Effect.map(Effect.clock, (clock) => elapsedMsSince(startNanos, clock))
 
 export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
   effect: Effect.gen(function* () {
@@ -282,7 +287,8 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
      */
     const run = (input: TurnInput) =>
       Effect.gen(function* () {
-        const startNanos = yield* Clock.currentTimeNanos
+        const clock = yield* Effect.clock
+        const startNanos = clock.unsafeCurrentTimeNanos()
         const { owner, sessionId, modelId, request, verdict, promptText, userCreatedAt, admission, promptTokens } =
           yield* prepare(input)
         // Holds back the end of the reply while it could be the start of a secret (SAFETY_OUTPUT_REDACT=true).
@@ -343,43 +349,53 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
               .pipe(Effect.withSpan("Storage.recordTurn"))
           }).pipe(Effect.withSpan("Chat.saveTurn"))
 
-        const events = generator.stream(request).pipe(
-          Stream.mapConcatEffect((chunk) =>
-            Effect.gen(function* () {
+        const completed = (chunk: Completed) =>
+          Effect.gen(function* () {
+            const rest = output.flush()
+            shown += rest
+            yield* save(chunk)
+            const finished = ChatEvent.Finished({
+              tokensUsed: chunk.promptTokens + chunk.completionTokens,
+              promptTokens: chunk.promptTokens,
+              completionTokens: chunk.completionTokens,
+              model: modelId,
+              finishReason: chunk.finishReason
+            })
+            return rest.length > 0 ? [ChatEvent.Delta({ text: rest }), finished] : [finished]
+          })
+
+        /** The events of what the model generated since the last pull; the turn is saved with its `Completed`. */
+        const toEvents = (chunks: Chunk.Chunk<GenerationChunk>) =>
+          Effect.suspend(() => {
+            const events: Array<ChatEvent> = []
+            for (const chunk of chunks) {
               if (chunk._tag === "Completed") {
-                const rest = output.flush()
-                shown += rest
-                yield* save(chunk)
-                const tokensUsed = chunk.promptTokens + chunk.completionTokens
-                const finished = ChatEvent.Finished({
-                  tokensUsed,
-                  promptTokens: chunk.promptTokens,
-                  completionTokens: chunk.completionTokens,
-                  model: modelId,
-                  finishReason: chunk.finishReason
-                })
-                return rest.length > 0 ? [ChatEvent.Delta({ text: rest }), finished] : [finished]
+                return Effect.map(completed(chunk), (last) => Chunk.unsafeFromArray([...events, ...last]))
               }
-              if (Option.isNone(firstTokenMs)) firstTokenMs = Option.some(yield* elapsedMs(startNanos))
+              if (Option.isNone(firstTokenMs)) firstTokenMs = Option.some(elapsedMsSince(startNanos, clock))
               reply += chunk.text
               const text = output.push(chunk.text)
               shown += text
-              return text.length > 0 ? [ChatEvent.Delta({ text })] : []
-            })
-          ),
-          // A reply cut short (client gone, shutdown, model failure) is still part of the conversation; one that
-          // never started is not. The stream may end by interruption or by its scope closing: either way, here.
-          Stream.ensuring(
-            Effect.suspend(() =>
-              saved || reply.length === 0
-                ? Effect.void
-                : save(undefined).pipe(
-                    Effect.catchAll((error) => Effect.logError("Could not save an interrupted turn", error))
-                  )
-            )
-          )
+              if (text.length > 0) events.push(ChatEvent.Delta({ text }))
+            }
+            return Effect.succeed(Chunk.unsafeFromArray(events))
+          })
+
+        const generation = yield* generator.open(request)
+        // A reply cut short (client gone, shutdown, model failure) is still part of the conversation; one that
+        // never started is not. The turn's scope closes however it ended: the reply is saved then, if it was not.
+        yield* Effect.addFinalizer(() =>
+          saved || reply.length === 0
+            ? Effect.void
+            : save(undefined).pipe(
+                Effect.catchAll((error) => Effect.logError("Could not save an interrupted turn", error))
+              )
         )
-        return { sessionId, startNanos, events: events as Stream.Stream<ChatEvent, TurnError> }
+        const events: Effect.Effect<Chunk.Chunk<ChatEvent>, Option.Option<TurnError>> = Effect.flatMap(
+          generation,
+          (chunks) => Effect.mapError(toEvents(chunks), Option.some)
+        )
+        return { sessionId, startNanos, events }
       })
 
     return {
@@ -387,14 +403,17 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
       reply: (input: TurnInput): Effect.Effect<ChatReply, TurnError> =>
         Effect.gen(function* () {
           const { sessionId, startNanos, events } = yield* run(input)
+          const next = nextOf(events)
           let message = ""
           let finished: Finished | undefined
-          yield* Stream.runForEach(events, (event) =>
-            Effect.sync(() => {
+          for (;;) {
+            const chunk = yield* next
+            if (Option.isNone(chunk)) break
+            for (const event of chunk.value) {
               if (event._tag === "Delta") message += event.text
               else finished = event
-            })
-          )
+            }
+          }
           if (finished === undefined) return yield* Effect.die(new Error("generation ended without completion"))
           return {
             sessionId,
@@ -417,13 +436,10 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
         Effect.gen(function* () {
           const { sessionId, events } = yield* run(input)
           // Pull the first events within the request's scope; the rest is pulled as the client reads.
-          const pull = yield* Stream.toPull(events)
-          const first = yield* Effect.catchAll(pull, (end) =>
-            Option.match(end, { onNone: () => Effect.succeed(Chunk.empty<ChatEvent>()), onSome: Effect.fail })
-          )
+          const first = Option.getOrElse(yield* nextOf(events), () => Chunk.empty<ChatEvent>())
           const turn: StreamingTurn = {
             sessionId,
-            events: Stream.concat(Stream.fromChunk(first), Stream.repeatEffectChunkOption(pull))
+            events: Stream.repeatEffectChunkOption(startingWith(first, events))
           }
           return turn
         }).pipe(Effect.withSpan("Chat.stream")),

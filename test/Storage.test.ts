@@ -7,7 +7,7 @@
 import { describe, expect, it, layer } from "@effect/vitest"
 import type { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Exit, Fiber, Layer, Option, Redacted, type Scope } from "effect"
+import { Effect, Exit, Fiber, Layer, Metric, Option, Redacted, type Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -18,7 +18,8 @@ import { Storage, type StorageShape, type TurnRecord } from "../src/Storage.js"
 import { StorageLive, storageOn } from "../src/Storage/Live.js"
 import { migrate } from "../src/Storage/Migrations.js"
 import { pgliteClient } from "../src/Storage/Pglite.js"
-import type { PostgresStorageOptions } from "../src/Storage/Postgres.js"
+import { type PostgresStorageOptions, writeDuration } from "../src/Storage/Postgres.js"
+import { writeFailures } from "../src/Storage/WriteQueue.js"
 import { loadTokenizer } from "../src/Tokenizer.js"
 import { recordingGenerator } from "./support/generators.js"
 import { isolatedDatabase, tcpProxy } from "./support/postgres.js"
@@ -307,6 +308,40 @@ describe.each(backends)("$name storage", (backend) => {
       })
     )
 
+    it.scoped("stores many turns recorded at once, each once and in order, in fewer writes than turns", () =>
+      Effect.gen(function* () {
+        const sql = yield* PgClient.PgClient
+        const storage = yield* Storage
+        const owner = `owner-${randomUUID()}`
+        const conversations = Array.from({ length: 5 }, () => randomUUID() as SessionId)
+        const total = 300
+        const writesBefore = (yield* Metric.value(writeDuration)).count
+        // Faster than the writer can write them (and more than the queue holds): they wait, then go in batches.
+        for (let n = 1; n <= total; n++) {
+          yield* storage.recordTurn(turnRecord(owner, conversations[n % conversations.length]!, n))
+        }
+        yield* eventually(
+          sql`SELECT 1 FROM usage WHERE owner = ${owner}`,
+          (rows) => rows.length === total,
+          "20 seconds"
+        )
+        const usage = yield* sql<{ readonly request_id: string }>`SELECT request_id FROM usage WHERE owner = ${owner}`
+        expect(new Set(usage.map((row) => row.request_id)).size).toBe(total)
+        for (const [index, id] of conversations.entries()) {
+          const turns = Array.from({ length: total }, (_, i) => i + 1).filter((n) => n % conversations.length === index)
+          const messages = yield* sql<{ readonly seq: number; readonly content: string }>`
+            SELECT seq, content FROM messages WHERE conversation_id = ${id} ORDER BY seq`
+          expect(messages).toEqual(
+            turns.flatMap((n, i) => [
+              { seq: 2 * i + 1, content: `u${n}` },
+              { seq: 2 * i + 2, content: `a${n}` }
+            ])
+          )
+        }
+        expect((yield* Metric.value(writeDuration)).count - writesBefore).toBeLessThan(total)
+      })
+    )
+
     it.scoped("lists a caller's conversations newest first, in pages that stay put when new ones arrive", () =>
       Effect.gen(function* () {
         const caller = yield* newCaller(yield* Storage)
@@ -580,7 +615,7 @@ describe.skipIf(databaseUrl === undefined)("PostgreSQL storage through an outage
     Effect.gen(function* () {
       const { proxy, url, sql } = yield* behindProxy
       const server = yield* startTestServer({ storage: StorageLive, env: { DATABASE_URL: url, ...fastRetries } })
-      yield* proxy.cutNextCommit
+      yield* proxy.cutNextAnswerTo("nexxi_record_turns")
       const response = yield* call(() => server.request("/v1/chat", { method: "POST", json: { message: "once" } }))
       expect(response.status).toBe(200)
       // Written once, the acknowledgement lost, written again: the second attempt found it there.
@@ -612,8 +647,14 @@ describe.skipIf(databaseUrl === undefined)("PostgreSQL storage through an outage
       )
       yield* proxy.close
       const owner = `owner-${randomUUID()}`
+      const failures = Metric.value(Metric.tagged(writeFailures, "kind", "transient"))
+      const failedBefore = (yield* failures).count
+      yield* storage.recordTurn(turnRecord(owner, sessionId(1), 1))
+      // Once its write has failed, the writer retries it and takes nothing more from the queue until the database is
+      // back. (Until then, it could still take the next turns with it, as one batch.)
+      yield* eventually(failures, (state) => state.count > failedBefore)
       // One being written (and retried), two queued: full.
-      for (const n of [1, 2, 3]) yield* storage.recordTurn(turnRecord(owner, sessionId(n), n))
+      for (const n of [2, 3]) yield* storage.recordTurn(turnRecord(owner, sessionId(n), n))
       const refused = yield* Effect.exit(storage.admit)
       expect(Exit.isFailure(refused) && JSON.stringify(refused.cause)).toContain("StorageUnavailable")
       const waiting = yield* Effect.fork(storage.recordTurn(turnRecord(owner, sessionId(4), 4)))

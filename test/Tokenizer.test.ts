@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import fc from "fast-check"
 import { applyChatTemplate, tokenize } from "../dev/tgi/server.js"
 import { promptTokens } from "../src/Session/Window.js"
 import { Tokenizer } from "../src/Tokenizer.js"
@@ -27,6 +28,42 @@ describe("Tokenizer", () => {
         expect(yield* tokenizer.messageTokens("assistant", "  Hello world!\n")).toBe(3)
         expect(yield* tokenizer.messageTokens("assistant", "")).toBe(0)
         expect(yield* tokenizer.messageTokens("user", " Hello world!")).toBeGreaterThan(3)
+      })
+    )
+
+    it.effect("counts any text word by word exactly as its whole encoding, also when the words are seen again", () =>
+      Effect.gen(function* () {
+        const tokenizer = yield* Tokenizer
+        const countsMatch = (text: string) =>
+          Effect.runSync(tokenizer.messageTokens("user", text)) === Effect.runSync(tokenizer.encode(text)).length
+        for (const text of [" ", "  ", "a ", "a  ", " a", "  a  b   ", "a\n b", "a \n", "x\t y", "ééé  日本"])
+          expect(countsMatch(text), JSON.stringify(text)).toBe(true)
+        const piece = fc.constantFrom(
+          ..." ,  \n\t.!?'\"-:;()[]{}/\\0123456789aeiouAEIOU".split(""),
+          "the",
+          "The",
+          " the",
+          "ing",
+          "tion",
+          "un",
+          "Nexxi",
+          "https://",
+          "é",
+          "ß",
+          "日本語",
+          "Привет",
+          "مرحبا",
+          "🎉",
+          "👩‍💻",
+          "[INST]",
+          "</s>",
+          "\u00a0",
+          "\u3000"
+        )
+        fc.assert(
+          fc.property(fc.array(piece, { maxLength: 40 }), (pieces) => countsMatch(pieces.join(""))),
+          { numRuns: 2_000 }
+        )
       })
     )
 

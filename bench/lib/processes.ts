@@ -113,6 +113,9 @@ export const startBare = (upstreamUrl: string, systemPrompt: string, maxNewToken
 
 export interface Nexxi extends Child {
   readonly memory: () => Promise<ProbeMemory>
+  /** A CPU profile of what runs between `startProfile` and `stopProfile(file)`, written to `file`. */
+  readonly startProfile: () => Promise<void>
+  readonly stopProfile: (file: string) => Promise<void>
   readonly logFile: string
 }
 
@@ -124,16 +127,11 @@ export const startNexxi = async (options: {
   readonly port: number
   readonly env: Record<string, string>
   readonly logFile: string
-  readonly cpuProfileDir?: string | undefined
 }): Promise<Nexxi> => {
   const log = openSync(options.logFile, "a")
-  const extra = [
-    "--expose-gc",
-    ...(options.cpuProfileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`])
-  ]
   const child = spawn(
     process.execPath,
-    [...extra, "--import", tsxLoader, "--import", `${root}bench/probe.ts`, `${root}src/main.ts`],
+    ["--expose-gc", "--import", tsxLoader, "--import", `${root}bench/probe.ts`, `${root}src/main.ts`],
     {
       cwd: root,
       env: {
@@ -168,7 +166,9 @@ export const startNexxi = async (options: {
   return {
     ...child_,
     logFile: options.logFile,
-    memory: () => child_.ask<{ memory: ProbeMemory }>({ op: "memory" }).then((answer) => answer.memory)
+    memory: () => child_.ask<{ memory: ProbeMemory }>({ op: "memory" }).then((answer) => answer.memory),
+    startProfile: () => child_.ask<unknown>({ op: "profile-start" }).then(() => undefined),
+    stopProfile: (file) => child_.ask<unknown>({ op: "profile-stop", file }).then(() => undefined)
   }
 }
 

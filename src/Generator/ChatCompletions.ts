@@ -6,7 +6,7 @@
 import type { InferenceClient } from "@huggingface/inference"
 import { InferenceClientProviderApiError } from "@huggingface/inference"
 import { HttpTraceContext } from "@effect/platform"
-import { Clock, Effect, Option, Stream } from "effect"
+import { Chunk, Clock, Effect, Option, type Scope } from "effect"
 import type { DependencyHealth } from "../Domain/Health.js"
 import {
   type FinishReason,
@@ -16,7 +16,13 @@ import {
   type GeneratorError,
   type ModelInfo
 } from "../Generator.js"
-import { makeCircuitBreaker, resilientStream, type ResilienceSettings, UpstreamError } from "./Resilience.js"
+import {
+  makeCircuitBreaker,
+  resilientPull,
+  type ResilienceSettings,
+  UpstreamError,
+  type UpstreamPull
+} from "./Resilience.js"
 
 /** What identifies the target of the request, besides the messages: `endpointUrl` for TGI, `model` for the router. */
 export interface ChatTarget {
@@ -91,76 +97,121 @@ const traceHeaders = Effect.map(Effect.option(Effect.currentSpan), (span) =>
   })
 )
 
-export const chatCompletionStream = (
+/** One attempt: the request is sent now, and aborted when the scope closes unless its response was read to the end. */
+export const openChatCompletion = (
   client: InferenceClient,
   target: ChatTarget,
   request: GenerationRequest,
   baseFetch: typeof fetch = fetch
-): Stream.Stream<GenerationChunk, UpstreamError> =>
-  Stream.unwrapScoped(
-    Effect.gen(function* () {
-      const headers = yield* traceHeaders
-      const tracedFetch: typeof fetch = (input, init) =>
-        baseFetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } })
-      // Breaking out of the async iterator leaves the connection open; only aborting the signal closes it. A
-      // response read to its end needs no abort (which costs a DOMException and undici's clean-up).
-      let ended = false
-      const controller = yield* Effect.acquireRelease(
-        Effect.sync(() => new AbortController()),
-        (controller) => Effect.sync(() => ended || controller.abort())
-      )
-      const chunks = client.chatCompletionStream(
-        {
-          ...target,
-          messages: request.messages.map(({ role, content }) => ({ role, content })),
-          max_tokens: request.maxNewTokens,
-          stream_options: { include_usage: true },
-          ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
-          // top_p 1 keeps every token, as no top_p does; TGI's validation refuses 1 itself.
-          ...(request.topP === undefined || request.topP >= 1 ? {} : { top_p: request.topP }),
-          ...(request.stop === undefined ? {} : { stop: [...request.stop] }),
-          ...(request.seed === undefined ? {} : { seed: request.seed })
-        },
-        { signal: controller.signal, retry_on_error: false, fetch: tracedFetch }
-      ) as AsyncIterable<CompletionChunk>
+): Effect.Effect<UpstreamPull, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const headers = yield* traceHeaders
+    const tracedFetch: typeof fetch = (input, init) =>
+      baseFetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } })
+    // Breaking out of the async iterator leaves the connection open; only aborting the signal closes it. A
+    // response read to its end needs no abort (which costs a DOMException and undici's clean-up).
+    let ended = false
+    const controller = yield* Effect.acquireRelease(
+      Effect.sync(() => new AbortController()),
+      (controller) => Effect.sync(() => ended || controller.abort())
+    )
+    const chunks = client.chatCompletionStream(
+      {
+        ...target,
+        messages: request.messages.map(({ role, content }) => ({ role, content })),
+        max_tokens: request.maxNewTokens,
+        stream_options: { include_usage: true },
+        ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+        // top_p 1 keeps every token, as no top_p does; TGI's validation refuses 1 itself.
+        ...(request.topP === undefined || request.topP >= 1 ? {} : { top_p: request.topP }),
+        ...(request.stop === undefined ? {} : { stop: [...request.stop] }),
+        ...(request.seed === undefined ? {} : { seed: request.seed })
+      },
+      { signal: controller.signal, retry_on_error: false, fetch: tracedFetch }
+    ) as AsyncIterable<CompletionChunk>
 
-      let finishReason: string | undefined
-      let usage: CompletionChunk["usage"]
-      let tokensSeen = 0
-      // Pulled by hand rather than with Stream.fromAsyncIterable: ending that stream awaits the iterator's
-      // `return()`, which waits for the pending read of a stalled server forever; aborting the signal ends both.
-      const iterator = chunks[Symbol.asyncIterator]()
-      const next = Effect.tryPromise({ try: () => iterator.next(), catch: classifyUpstreamError }).pipe(
-        Effect.mapError(Option.some),
-        Effect.flatMap((result) =>
-          result.done
-            ? Effect.suspend(() => ((ended = true), Effect.fail(Option.none())))
-            : Effect.succeed(result.value)
-        )
-      )
-      const tokens = Stream.repeatEffectOption(next).pipe(
-        Stream.mapConcat((chunk) => {
-          const choice = chunk.choices?.[0]
-          finishReason = choice?.finish_reason ?? finishReason
-          usage = chunk.usage ?? usage
-          const text = choice?.delta?.content ?? ""
-          if (choice !== undefined) tokensSeen++
-          return text.length > 0 ? [GenerationChunk.Token({ text })] : []
-        })
-      )
-      // The completion record is built once the server closed the stream, from its own counts.
-      const completion = Stream.sync(() =>
-        GenerationChunk.Completed({
-          finishReason: finishReasonOf(finishReason),
-          promptTokens: usage?.prompt_tokens ?? 0,
-          completionTokens: usage?.completion_tokens ?? tokensSeen
-        })
-      )
-      return Stream.concat(tokens, completion)
-    })
-  )
+    let finishReason: string | undefined
+    let usage: CompletionChunk["usage"]
+    let tokensSeen = 0
+    const tokensOf = (events: ReadonlyArray<CompletionChunk>) => {
+      const tokens: Array<GenerationChunk> = []
+      for (const event of events) {
+        const choice = event.choices?.[0]
+        finishReason = choice?.finish_reason ?? finishReason
+        usage = event.usage ?? usage
+        if (choice !== undefined) tokensSeen++
+        const text = choice?.delta?.content ?? ""
+        if (text.length > 0) tokens.push(GenerationChunk.Token({ text }))
+      }
+      return tokens
+    }
+    // The completion record is built once the server closed the stream, from its own counts.
+    const completion = () =>
+      GenerationChunk.Completed({
+        finishReason: finishReasonOf(finishReason),
+        promptTokens: usage?.prompt_tokens ?? 0,
+        completionTokens: usage?.completion_tokens ?? tokensSeen
+      })
+    // Pulled by hand rather than with Stream.fromAsyncIterable: ending that stream awaits the iterator's
+    // `return()`, which waits for the pending read of a stalled server forever; aborting the signal ends both.
+    const events = readInBatches(chunks[Symbol.asyncIterator]())
+    const next = Effect.tryPromise({ try: events.next, catch: classifyUpstreamError }).pipe(
+      Effect.mapError(Option.some),
+      Effect.flatMap((batch) => {
+        if (batch === undefined) return Effect.fail(Option.none())
+        const tokens = tokensOf(batch.events)
+        if (batch.done) {
+          ended = true
+          tokens.push(completion())
+        }
+        return Effect.succeed(Chunk.unsafeFromArray(tokens))
+      })
+    )
+    return next
+  })
 
-/** A generator on a chat completions server: the resilience policy around `chatCompletionStream`. */
+/** Marks a read that is not ready within this batch. */
+const LATER: unique symbol = Symbol("later")
+
+/** Events of one pull: never more, so that a fast server's reply still reaches the client in steps. */
+const MAX_BATCH = 256
+
+/**
+ * Reads an async iterator in batches: the next event, then every event already parsed from what the socket has
+ * received (those resolve before the next turn of the event loop). A reply that arrives at once then costs one pull
+ * through the stream rather than one per token; a paced one still comes token by token. `next` resolves with
+ * `undefined` once the last batch (the one marked `done`) has been read.
+ */
+export const readInBatches = <A>(iterator: AsyncIterator<A>) => {
+  let pending: Promise<IteratorResult<A>> | undefined
+  let finished = false
+  const next = async (): Promise<{ readonly events: ReadonlyArray<A>; readonly done: boolean } | undefined> => {
+    if (finished) return undefined
+    const events: Array<A> = []
+    let result = await (pending ?? iterator.next())
+    pending = undefined
+    const later = new Promise<typeof LATER>((resolve) => setImmediate(resolve, LATER))
+    while (!result.done) {
+      events.push(result.value)
+      if (events.length >= MAX_BATCH) return { events, done: false }
+      const read = iterator.next()
+      // Not parsed yet, or failed: the events read so far go first, and the next pull waits for (or fails with)
+      // this read. Handled here, so that a read that fails after its stream was abandoned is not reported.
+      const ready = await Promise.race([read, later]).catch((): typeof LATER => LATER)
+      if (ready === LATER) {
+        read.catch(() => {})
+        pending = read
+        return { events, done: false }
+      }
+      result = ready
+    }
+    finished = true
+    return { events, done: true }
+  }
+  return { next }
+}
+
+/** A generator on a chat completions server: the resilience policy around `openChatCompletion`. */
 export const makeRemoteGenerator = (options: {
   readonly name: string
   readonly client: InferenceClient
@@ -190,9 +241,9 @@ export const makeRemoteGenerator = (options: {
     return Generator.make({
       info: options.info,
       readiness,
-      stream: (request) =>
-        resilientStream(
-          () => chatCompletionStream(options.client, options.target, request, options.fetch),
+      open: (request) =>
+        resilientPull(
+          openChatCompletion(options.client, options.target, request, options.fetch),
           options.settings,
           breaker
         )

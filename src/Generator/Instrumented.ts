@@ -4,8 +4,14 @@
  * finish reasons.
  */
 import * as OtelTracer from "@effect/opentelemetry/Tracer"
-import { Clock, Effect, Metric, MetricBoundaries, Option, Stream } from "effect"
-import { type Completed, type GenerationRequest, Generator, type GeneratorShape } from "../Generator.js"
+import { type Chunk, Effect, Exit, Metric, MetricBoundaries, Option } from "effect"
+import {
+  type Completed,
+  type GenerationChunk,
+  type GenerationRequest,
+  Generator,
+  type GeneratorShape
+} from "../Generator.js"
 
 /** Sub-second to a minute: from a warm GPU's first token to a long generation. */
 const latencyBoundaries = MetricBoundaries.fromIterable([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
@@ -66,82 +72,98 @@ export const instrumented = (
   capture: Option.Option<ContentCapture> = Option.none()
 ): GeneratorShape => {
   const system = systems[backend] ?? backend
-  const stream = (request: GenerationRequest) =>
-    Stream.unwrap(
-      Effect.gen(function* () {
-        const model = yield* generator.info.pipe(
-          Effect.map((info) => info.modelId),
-          Effect.orElseSucceed(() => "unknown")
-        )
-        const startNanos = yield* Clock.currentTimeNanos
-        let firstTokenNanos: Option.Option<bigint> = Option.none()
+  const open = (request: GenerationRequest) =>
+    Effect.gen(function* () {
+      const model = yield* generator.info.pipe(
+        Effect.map((info) => info.modelId),
+        Effect.orElseSucceed(() => "unknown")
+      )
+      const clock = yield* Effect.clock
+      const startNanos = clock.unsafeCurrentTimeNanos()
+      // Ended by the generation itself (its completion or failure) rather than by the caller's scope, which may
+      // outlive it (a stream's scope is its response's).
+      const span = yield* Effect.makeSpan(`chat ${model}`, {
+        kind: "client",
+        attributes: requestAttributes(request, system, model)
+      })
+      let firstTokenNanos: Option.Option<bigint> = Option.none()
+      let replyText = ""
+      let ended = false
+      const end = (reason: string, exit: Exit.Exit<unknown, unknown>) =>
+        Effect.suspend(() => {
+          if (ended) return Effect.void
+          ended = true
+          span.end(clock.unsafeCurrentTimeNanos(), exit)
+          return Metric.increment(Metric.tagged(finishReasons, "reason", reason))
+        })
+      // Neither completed nor failed when its scope closes: the consumer stopped it (client gone, shutdown).
+      yield* Effect.addFinalizer((exit) => end("interrupted", exit))
 
-        const onFirstToken = Effect.gen(function* () {
-          const now = yield* Clock.currentTimeNanos
-          firstTokenNanos = Option.some(now)
-          yield* Metric.update(timeToFirstToken, secondsSince(startNanos, now))
-          const span = yield* Effect.currentSpan.pipe(Effect.option)
-          if (Option.isSome(span)) span.value.event("gen_ai.first_token", now)
+      const captured = (key: string, text: () => string) =>
+        Option.match(capture, {
+          onNone: () => Effect.void,
+          onSome: (redact) => Effect.map(redact(text()), (value) => span.attribute(key, value))
         })
 
-        const onCompleted = (completed: Completed) =>
-          Effect.gen(function* () {
-            const now = yield* Clock.currentTimeNanos
-            yield* Metric.update(generationDuration, secondsSince(startNanos, now))
-            if (Option.isSome(firstTokenNanos) && completed.completionTokens > 1) {
-              const perToken = secondsSince(firstTokenNanos.value, now) / (completed.completionTokens - 1)
-              yield* Metric.update(timePerOutputToken, perToken)
-            }
-            yield* Metric.incrementBy(promptTokens, completed.promptTokens)
-            yield* Metric.incrementBy(completionTokens, completed.completionTokens)
-            yield* Effect.annotateCurrentSpan({
-              "gen_ai.response.model": model,
-              "gen_ai.usage.input_tokens": completed.promptTokens,
-              "gen_ai.usage.output_tokens": completed.completionTokens,
-              "gen_ai.response.finish_reasons": [completed.finishReason]
-            })
-            // The OpenTelemetry bridge turns arrays into JSON text; the convention wants a string array.
-            yield* OtelTracer.currentOtelSpan.pipe(
-              Effect.map((span) => span.setAttribute("gen_ai.response.finish_reasons", [completed.finishReason])),
-              Effect.ignore
-            )
-          })
+      const onFirstToken = (now: bigint) =>
+        Effect.suspend(() => {
+          firstTokenNanos = Option.some(now)
+          span.event("gen_ai.first_token", now)
+          return Metric.update(timeToFirstToken, secondsSince(startNanos, now))
+        })
 
-        let replyText = ""
-        const captured = (key: string, text: () => string) =>
-          Option.match(capture, {
-            onNone: () => Effect.void,
-            onSome: (redact) => Effect.flatMap(redact(text()), (value) => Effect.annotateCurrentSpan(key, value))
-          })
-        let ended = false
-        const endedAs = (reason: string) =>
-          Effect.suspend(() =>
-            ended ? Effect.void : ((ended = true), Metric.increment(Metric.tagged(finishReasons, "reason", reason)))
+      const onCompleted = (completed: Completed, now: bigint) =>
+        Effect.gen(function* () {
+          yield* Metric.update(generationDuration, secondsSince(startNanos, now))
+          if (Option.isSome(firstTokenNanos) && completed.completionTokens > 1) {
+            const perToken = secondsSince(firstTokenNanos.value, now) / (completed.completionTokens - 1)
+            yield* Metric.update(timePerOutputToken, perToken)
+          }
+          yield* Metric.incrementBy(promptTokens, completed.promptTokens)
+          yield* Metric.incrementBy(completionTokens, completed.completionTokens)
+          span.attribute("gen_ai.response.model", model)
+          span.attribute("gen_ai.usage.input_tokens", completed.promptTokens)
+          span.attribute("gen_ai.usage.output_tokens", completed.completionTokens)
+          // The OpenTelemetry bridge turns arrays into JSON text; the convention wants a string array.
+          span.attribute("gen_ai.response.finish_reasons", [completed.finishReason])
+          yield* OtelTracer.currentOtelSpan.pipe(
+            Effect.map((otel) => otel.setAttribute("gen_ai.response.finish_reasons", [completed.finishReason])),
+            Effect.ignore
           )
-        return generator.stream(request).pipe(
-          Stream.tap((chunk) =>
-            chunk._tag === "Completed"
-              ? Effect.all([
-                  onCompleted(chunk),
-                  endedAs(chunk.finishReason),
-                  captured("gen_ai.completion", () => replyText)
-                ])
-              : Effect.zipRight(
-                  Effect.sync(() => Option.isSome(capture) && (replyText += chunk.text)),
-                  Option.isNone(firstTokenNanos) ? onFirstToken : Effect.void
-                )
-          ),
-          Stream.onStart(
-            captured("gen_ai.prompt", () =>
-              JSON.stringify(request.messages.map(({ role, content }) => ({ role, content })))
-            )
-          ),
-          Stream.tapError(() => endedAs("error")),
-          // Neither completed nor failed: the consumer stopped it (client gone, shutdown).
-          Stream.ensuring(endedAs("interrupted")),
-          Stream.withSpan(`chat ${model}`, { kind: "client", attributes: requestAttributes(request, system, model) })
-        )
-      })
-    )
-  return Generator.make({ info: generator.info, readiness: generator.readiness, stream })
+          yield* captured("gen_ai.completion", () => replyText)
+          yield* end(completed.finishReason, Exit.void)
+        })
+
+      /** Metrics and span updates for a batch of chunks: nothing to do for most tokens. */
+      const observe = (chunks: Chunk.Chunk<GenerationChunk>) =>
+        Effect.suspend(() => {
+          let completed: Completed | undefined
+          let firstToken = false
+          for (const chunk of chunks) {
+            if (chunk._tag === "Completed") completed = chunk
+            else {
+              if (Option.isSome(capture)) replyText += chunk.text
+              if (Option.isNone(firstTokenNanos)) firstToken = true
+            }
+          }
+          if (!firstToken && completed === undefined) return Effect.void
+          const now = clock.unsafeCurrentTimeNanos()
+          return Effect.zipRight(
+            firstToken ? onFirstToken(now) : Effect.void,
+            completed === undefined ? Effect.void : onCompleted(completed, now)
+          )
+        })
+
+      yield* captured("gen_ai.prompt", () =>
+        JSON.stringify(request.messages.map(({ role, content }) => ({ role, content })))
+      )
+      const pull = yield* Effect.withParentSpan(generator.open(request), span)
+      return pull.pipe(
+        Effect.tap(observe),
+        Effect.tapError((error) => (Option.isSome(error) ? end("error", Exit.fail(error.value)) : Effect.void)),
+        // Logs and spans of what the generation does carry its span.
+        Effect.withParentSpan(span)
+      )
+    })
+  return Generator.make({ info: generator.info, readiness: generator.readiness, open })
 }

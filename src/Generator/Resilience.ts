@@ -4,6 +4,7 @@
  * total deadline, and a circuit breaker that fails fast while the server keeps failing.
  */
 import {
+  Chunk,
   Clock,
   Data,
   Either,
@@ -20,11 +21,14 @@ import {
 } from "effect"
 import {
   type GenerationChunk,
+  type GenerationPull,
   GeneratorFailed,
   type GeneratorError,
   GeneratorTimeout,
   GeneratorUnavailable,
-  InputTooLong
+  InputTooLong,
+  startingWith,
+  streamOfPulls
 } from "../Generator.js"
 
 /** What went wrong upstream, before it is told to a client. */
@@ -171,88 +175,116 @@ export const makeCircuitBreaker = (threshold: number, cooldownMs: number, name: 
 const timeout = (what: string, ms: number) =>
   new UpstreamError({ kind: "timeout", message: `The model server ${what} within ${ms} ms` })
 
+/** The next chunks of one attempt upstream; `None` once it has ended. */
+export type UpstreamPull = Effect.Effect<Chunk.Chunk<GenerationChunk>, Option.Option<UpstreamError>>
+
 /**
- * A generation stream made resilient. `open` starts one attempt; attempts are retried while they fail transiently
- * before their first chunk. Once a chunk has been produced the stream is never restarted: a later failure ends it.
+ * A generation made resilient, as pulls. `open` starts one attempt, in the scope it is given (closing that scope
+ * aborts it); attempts are retried while they fail transiently before their first chunk. Once a chunk has been
+ * produced the generation is never restarted: a later failure ends it.
  */
+export const resilientPull = (
+  open: Effect.Effect<UpstreamPull, never, Scope.Scope>,
+  settings: ResilienceSettings,
+  breaker: CircuitBreaker
+): Effect.Effect<GenerationPull, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const recordFailure = (error: UpstreamError) =>
+      Effect.zipRight(Metric.increment(Metric.tagged(upstreamErrors, "kind", error.kind)), breaker.onFailure(error))
+    const clock = yield* Effect.clock
+    const outer = yield* Effect.scope
+    // GENERATOR_DEADLINE_MS: what is left of it bounds every wait, from the first attempt to the last token.
+    const deadlineAt = Option.map(settings.deadlineMs, (ms) => clock.unsafeCurrentTimeMillis() + ms)
+    const withinDeadline = <A>(effect: Effect.Effect<A, Option.Option<UpstreamError>>) =>
+      Option.match(deadlineAt, {
+        onNone: () => effect,
+        onSome: (at) => {
+          const failure = Option.some(
+            timeout(
+              "did not finish",
+              Option.getOrElse(settings.deadlineMs, () => 0)
+            )
+          )
+          // Measured when the wait starts, not when it is built.
+          return Effect.suspend(() => {
+            const left = at - clock.unsafeCurrentTimeMillis()
+            return left <= 0
+              ? Effect.fail(failure)
+              : Effect.timeoutFail(effect, { duration: Duration.millis(left), onTimeout: () => failure })
+          })
+        }
+      })
+
+    const attempt = Effect.gen(function* () {
+      yield* breaker.admit.pipe(Effect.mapError(Option.some))
+      // Each attempt gets its own scope: closing it aborts that attempt's upstream request.
+      const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+      const pull = yield* Scope.extend(open, scope)
+      const first = yield* pull.pipe(
+        Effect.timeoutFail({
+          duration: Duration.millis(settings.firstTokenTimeoutMs),
+          onTimeout: () => Option.some(timeout("sent no token", settings.firstTokenTimeoutMs))
+        }),
+        Effect.tapError(Option.match({ onNone: () => Effect.void, onSome: recordFailure })),
+        Effect.onError(() => Scope.close(scope, Exit.void))
+      )
+      yield* breaker.onSuccess
+      return { first, pull, scope }
+    })
+
+    const outcome = yield* attempt.pipe(
+      Effect.tapError((error) =>
+        Option.isSome(error) && isTransient(error.value)
+          ? Effect.logWarning(`Model server attempt failed (${error.value.kind}): ${error.value.message}`)
+          : Effect.void
+      ),
+      Effect.retry({
+        schedule: upstreamRetryPolicy(settings).pipe(Schedule.tapOutput(() => Metric.increment(upstreamRetries))),
+        while: (error) => Option.isSome(error) && isTransient(error.value)
+      }),
+      withinDeadline,
+      Effect.either
+    )
+    const toClient = Effect.mapError(Option.map(toClientError))
+    // `None`: the generation ended without producing anything.
+    if (Either.isLeft(outcome)) return toClient(Effect.fail(outcome.left))
+    const { first, pull, scope } = outcome.right
+    // The idle timeout: one watchdog fiber for the whole generation, rather than a timer raced against every token
+    // (which forks fibers per token: most of the cost of relaying one). When tokens stop for `idleTimeoutMs` it
+    // closes the attempt's scope, which aborts the upstream request; the pending read then fails, as a timeout.
+    let lastChunkAt = clock.unsafeCurrentTimeMillis()
+    let idle = false
+    const watchdog: Effect.Effect<void> = Effect.suspend(() => {
+      const quietFor = clock.unsafeCurrentTimeMillis() - lastChunkAt
+      if (quietFor < settings.idleTimeoutMs) {
+        return Effect.zipRight(Effect.sleep(settings.idleTimeoutMs - quietFor), watchdog)
+      }
+      idle = true
+      return Scope.close(scope, Exit.void)
+    })
+    yield* Effect.forkScoped(watchdog)
+    const next = pull.pipe(
+      Effect.map((chunk) => ((lastChunkAt = clock.unsafeCurrentTimeMillis()), chunk)),
+      Effect.mapError((error) =>
+        idle ? Option.some(timeout("stopped sending tokens for", settings.idleTimeoutMs)) : error
+      ),
+      Effect.tapError(Option.match({ onNone: () => Effect.void, onSome: recordFailure })),
+      withinDeadline,
+      toClient
+    )
+    return startingWith(first, next)
+  })
+
+/** `resilientPull` over an attempt given as a stream (backends and tests that produce streams). */
 export const resilientStream = (
   open: () => Stream.Stream<GenerationChunk, UpstreamError>,
   settings: ResilienceSettings,
   breaker: CircuitBreaker
-): Stream.Stream<GenerationChunk, GeneratorError> => {
-  const recordFailure = (error: UpstreamError) =>
-    Effect.zipRight(Metric.increment(Metric.tagged(upstreamErrors, "kind", error.kind)), breaker.onFailure(error))
-
-  const started = Stream.unwrapScoped(
-    Effect.gen(function* () {
-      const outer = yield* Effect.scope
-      const attempt = Effect.gen(function* () {
-        yield* breaker.admit.pipe(Effect.mapError(Option.some))
-        // Each attempt gets its own scope: closing it aborts that attempt's upstream request.
-        const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-        const pull = yield* Scope.extend(Stream.toPull(open()), scope)
-        const first = yield* pull.pipe(
-          Effect.timeoutFail({
-            duration: Duration.millis(settings.firstTokenTimeoutMs),
-            onTimeout: () => Option.some(timeout("sent no token", settings.firstTokenTimeoutMs))
-          }),
-          Effect.tapError(Option.match({ onNone: () => Effect.void, onSome: recordFailure })),
-          Effect.onError(() => Scope.close(scope, Exit.void))
-        )
-        yield* breaker.onSuccess
-        return { first, pull, scope }
-      })
-
-      const outcome = yield* attempt.pipe(
-        Effect.tapError((error) =>
-          Option.isSome(error) && isTransient(error.value)
-            ? Effect.logWarning(`Model server attempt failed (${error.value.kind}): ${error.value.message}`)
-            : Effect.void
-        ),
-        Effect.retry({
-          schedule: upstreamRetryPolicy(settings).pipe(Schedule.tapOutput(() => Metric.increment(upstreamRetries))),
-          while: (error) => Option.isSome(error) && isTransient(error.value)
-        }),
-        Effect.either
-      )
-      if (Either.isLeft(outcome)) {
-        // `None`: the stream ended without producing anything.
-        return Option.match(outcome.left, { onNone: () => Stream.empty, onSome: Stream.fail })
-      }
-      const { first, pull, scope } = outcome.right
-      // The idle timeout: one watchdog fiber for the whole stream, rather than a timer raced against every token
-      // (which forks fibers per token: most of the cost of relaying one). When tokens stop for `idleTimeoutMs` it
-      // closes the attempt's scope, which aborts the upstream request; the pending read then fails, as a timeout.
-      const clock = yield* Effect.clock
-      let lastChunkAt = clock.unsafeCurrentTimeMillis()
-      let idle = false
-      const watchdog: Effect.Effect<void> = Effect.suspend(() => {
-        const quietFor = clock.unsafeCurrentTimeMillis() - lastChunkAt
-        if (quietFor < settings.idleTimeoutMs) {
-          return Effect.zipRight(Effect.sleep(settings.idleTimeoutMs - quietFor), watchdog)
-        }
-        idle = true
-        return Scope.close(scope, Exit.void)
-      })
-      yield* Effect.forkScoped(watchdog)
-      const next = pull.pipe(
-        Effect.map((chunk) => ((lastChunkAt = clock.unsafeCurrentTimeMillis()), chunk)),
-        Effect.mapError((error) =>
-          idle ? Option.some(timeout("stopped sending tokens for", settings.idleTimeoutMs)) : error
-        ),
-        Effect.tapError(Option.match({ onNone: () => Effect.void, onSome: recordFailure }))
-      )
-      const rest = Stream.repeatEffectChunkOption(next)
-      return Stream.concat(Stream.fromChunk(first), rest)
-    })
+): Stream.Stream<GenerationChunk, GeneratorError> =>
+  streamOfPulls(
+    resilientPull(
+      Effect.suspend(() => Stream.toPull(open())),
+      settings,
+      breaker
+    )
   )
-  const bounded = Option.match(settings.deadlineMs, {
-    onNone: () => started,
-    onSome: (ms) =>
-      Stream.interruptWhen(
-        started,
-        Effect.zipRight(Effect.sleep(Duration.millis(ms)), Effect.fail(timeout("did not finish", ms)))
-      )
-  })
-  return Stream.mapError(bounded, toClientError)
-}

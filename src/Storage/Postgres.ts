@@ -1,10 +1,11 @@
 /**
  * Storage in PostgreSQL (a server, or the embedded PGlite: the same SQL) through `@effect/sql-pg`.
  *
- * A turn is written in one transaction keyed by a turn id given when it is queued, so that a retry after an
- * ambiguous failure stores it once: its usage row is inserted first (`ON CONFLICT DO NOTHING`) and decides whether
- * the rest is still to be written. Deleting a conversation removes its messages and title but keeps a row marking
- * it deleted, so that a turn of it still queued (here or on another replica) cannot bring it back.
+ * A turn is written in a transaction (its own, or one for a batch of the turns waiting) keyed by a turn id given
+ * when it is queued, so that a retry after an ambiguous failure stores it once: its usage row is inserted first
+ * (`ON CONFLICT DO NOTHING`) and decides whether the rest is still to be written. Deleting a conversation removes
+ * its messages and title but keeps a row marking it deleted, so that a turn of it still queued (here or on another
+ * replica) cannot bring it back.
  */
 import { SqlClient, type SqlError } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
@@ -26,10 +27,11 @@ import {
 import { migrate } from "./Migrations.js"
 import { makeWriteQueue, storageWriteRetry, WriteFailed } from "./WriteQueue.js"
 
-const writeDuration = Metric.histogram(
+export const writeDuration = Metric.histogram(
   "nexxi_storage_write_duration_seconds",
   MetricBoundaries.fromIterable([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
-  "Time to write one turn (its messages and usage, one transaction) to the database, for successful attempts."
+  "Time of one successful write to the database: one transaction, of one turn (its messages and usage) or of a " +
+    "batch of turns waiting together."
 )
 
 export interface PostgresStorageOptions {
@@ -161,52 +163,45 @@ export const makePostgresStorage = (
 
     // --- Writes --------------------------------------------------------------------------------------------------
 
-    const writeTurn = ({ turnId, turn }: QueuedTurn) =>
-      sql.withTransaction(
-        Effect.gen(function* () {
-          const claimed = yield* sql`
-            INSERT INTO usage (turn_id, request_id, owner, conversation_id, model, prompt_tokens, completion_tokens,
-                               time_to_first_token_ms, duration_ms, status, finish_reason, created_at)
-            VALUES (${turnId}, ${turn.requestId}, ${turn.owner}, ${turn.sessionId}, ${turn.model},
-                    ${turn.promptTokens}, ${turn.completionTokens}, ${Option.getOrNull(turn.timeToFirstTokenMs)},
-                    ${turn.durationMs}, ${turn.finishReason === "interrupted" ? "interrupted" : "completed"},
-                    ${turn.finishReason}, ${toDate(turn.userMessage.created_at)})
-            ON CONFLICT (turn_id) DO NOTHING
-            RETURNING turn_id`
-          // Written by an earlier attempt whose success was not reported; or a turn kept for its usage only.
-          if (claimed.length === 0 || turn.keepTranscript === false) return
-          // Creates the conversation, or locks it (for `seq`) and moves its `updated_at`; nothing when it was
-          // deleted meanwhile (or is another owner's): its usage is kept, its content is not.
-          const live = yield* sql`
-            INSERT INTO conversations (id, owner, title, created_at, updated_at)
-            VALUES (${turn.sessionId}, ${turn.owner}, ${titleOf(turn.userMessage.content)},
-                    ${toDate(turn.userMessage.created_at)}, ${toDate(turn.reply.created_at)})
-            ON CONFLICT (id) DO UPDATE SET updated_at = GREATEST(conversations.updated_at, EXCLUDED.updated_at)
-            WHERE conversations.owner = EXCLUDED.owner AND conversations.deleted_at IS NULL
-            RETURNING id`
-          if (live.length === 0) return
-          const [last] = yield* sql<{ readonly seq: number }>`
-            SELECT COALESCE(MAX(seq), 0)::integer AS seq FROM messages WHERE conversation_id = ${turn.sessionId}`
-          const seq = last?.seq ?? 0
-          const { userMessage: user, reply } = turn
-          const categories = turn.safety === undefined ? null : JSON.stringify(turn.safety.categories)
-          yield* sql`
-            INSERT INTO messages (conversation_id, seq, turn_id, role, content, tokens, safety_action,
-                                  safety_categories, interrupted, created_at)
-            VALUES (${turn.sessionId}, ${seq + 1}, ${turnId}, ${user.role}, ${user.content}, ${user.tokens},
-                    ${turn.safety?.action ?? null}, ${categories}::jsonb, ${user.interrupted},
-                    ${toDate(user.created_at)}),
-                   (${turn.sessionId}, ${seq + 2}, ${turnId}, ${reply.role}, ${reply.content}, ${reply.tokens},
-                    NULL, NULL, ${reply.interrupted}, ${toDate(reply.created_at)})
-            ON CONFLICT DO NOTHING`
-        })
-      )
+    /** A turn as `nexxi_record_turns` (migration 3) reads it. */
+    const turnJson = ({ turnId, turn }: QueuedTurn) => {
+      const message = (message: SessionMessage) => ({
+        role: message.role,
+        content: message.content,
+        tokens: message.tokens,
+        interrupted: message.interrupted,
+        created_at: DateTime.formatIso(message.created_at)
+      })
+      return {
+        turn_id: turnId,
+        request_id: turn.requestId,
+        owner: turn.owner,
+        conversation_id: turn.sessionId,
+        model: turn.model,
+        prompt_tokens: turn.promptTokens,
+        completion_tokens: turn.completionTokens,
+        time_to_first_token_ms: Option.getOrNull(turn.timeToFirstTokenMs),
+        duration_ms: turn.durationMs,
+        status: turn.finishReason === "interrupted" ? "interrupted" : "completed",
+        finish_reason: turn.finishReason,
+        keep_transcript: turn.keepTranscript !== false,
+        title: titleOf(turn.userMessage.content),
+        safety_action: turn.safety?.action ?? null,
+        safety_categories: turn.safety?.categories ?? null,
+        user: message(turn.userMessage),
+        reply: message(turn.reply)
+      }
+    }
 
-    /** One attempt: bounded in time even when the connection hangs (the abandoned attempt ends on its own). */
-    const attempt = (queued: QueuedTurn) =>
+    /**
+     * One attempt: the turns in order, in one statement (one transaction), so that those of one conversation get
+     * their `seq` one after the other. Bounded in time even when the connection hangs (the abandoned attempt ends on
+     * its own); a batch that fails is written again turn by turn by the queue.
+     */
+    const attempt = (batch: ReadonlyArray<QueuedTurn>) =>
       Effect.gen(function* () {
         const start = yield* Clock.currentTimeNanos
-        yield* writeTurn(queued).pipe(
+        yield* sql`SELECT nexxi_record_turns(${JSON.stringify(batch.map(turnJson))}::jsonb)`.pipe(
           Effect.catchAllCause((cause) =>
             Cause.isInterruptedOnly(cause)
               ? Effect.failCause(cause as Cause.Cause<never>)
@@ -221,7 +216,18 @@ export const makePostgresStorage = (
         )
         const seconds = Number((yield* Clock.currentTimeNanos) - start) / 1e9
         yield* Metric.update(writeDuration, seconds)
-      }).pipe(Effect.withSpan("Storage.writeTurn", { attributes: { "nexxi.request_id": queued.turn.requestId } }))
+      })
+
+    const writeOne = (queued: QueuedTurn) =>
+      attempt([queued]).pipe(
+        Effect.withSpan("Storage.writeTurn", { attributes: { "nexxi.request_id": queued.turn.requestId } })
+      )
+
+    /** A deadlock with another replica's batch is a failed attempt like any other. */
+    const writeBatch = (batch: ReadonlyArray<QueuedTurn>) =>
+      attempt(batch).pipe(
+        Effect.withSpan("Storage.writeTurns", { attributes: { "nexxi.storage.batch_size": batch.length } })
+      )
 
     // Turns accepted and not yet written, by conversation: a deletion must count them as existing.
     const pendingByConversation = new Map<string, number>()
@@ -235,7 +241,8 @@ export const makePostgresStorage = (
 
     const queue = yield* makeWriteQueue<QueuedTurn>({
       capacity: options.queueSize,
-      write: attempt,
+      write: writeOne,
+      writeBatch,
       retry: storageWriteRetry(Duration.millis(options.retryMaxDelayMillis)),
       flushTimeout: Duration.millis(options.flushTimeoutMillis),
       describe: ({ turnId, turn }) => ({
@@ -334,20 +341,28 @@ export const makePostgresStorage = (
         }),
       conversation: (owner, id) =>
         Effect.gen(function* () {
-          const found = yield* unavailable(
+          // One statement, so one snapshot: the conversation as of its latest stored turn, with that turn.
+          const rows = yield* unavailable(
             "conversation",
             sql`
-              SELECT id, title, created_at, updated_at FROM conversations
-              WHERE id = ${id} AND owner = ${owner} AND deleted_at IS NULL`
+              SELECT c.id, c.title, c.created_at, c.updated_at, m.role AS message_role,
+                     m.content AS message_content, m.tokens AS message_tokens,
+                     m.interrupted AS message_interrupted, m.created_at AS message_created_at
+              FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id
+              WHERE c.id = ${id} AND c.owner = ${owner} AND c.deleted_at IS NULL
+              ORDER BY m.seq`
           )
-          const [row] = yield* Effect.orDie(decodeConversations(found))
+          const [row] = yield* Effect.orDie(decodeConversations(rows))
           if (row === undefined) return Option.none<Conversation>()
-          const messageRows = yield* unavailable(
-            "conversation",
-            sql`
-              SELECT role, content, tokens, interrupted, created_at FROM messages
-              WHERE conversation_id = ${id} ORDER BY seq`
-          )
+          const messageRows = rows
+            .filter((message) => message.message_role !== null)
+            .map((message) => ({
+              role: message.message_role,
+              content: message.message_content,
+              tokens: message.message_tokens,
+              interrupted: message.message_interrupted,
+              created_at: message.message_created_at
+            }))
           const messages = (yield* Effect.orDie(decodeMessages(messageRows))).map(
             (message) => new SessionMessage(message)
           )

@@ -1,6 +1,8 @@
 /**
  * The write queue between requests and the database: a request hands its turn over and goes on, one writer writes
- * the turns in order, retrying through outages. Nothing is dropped silently:
+ * the turns in order, retrying through outages. Under load it takes what is waiting (up to `maxBatch` items) and
+ * writes it with one `writeBatch` call (one transaction, one commit); a batch that fails is written again item by
+ * item, so that the guarantees below hold per item. Nothing is dropped silently:
  *
  * - the queue is bounded; `isFull` lets new requests be refused (503) before they produce a turn, and `offer`
  *   waits for room rather than drop one;
@@ -8,12 +10,13 @@
  *   `storageWriteRetry` for as long as it takes; one that can never succeed (the database rejects the data) is
  *   logged and counted as lost;
  * - when the scope closes (shutdown), the queue is flushed for up to `flushTimeout`; what is still unwritten is
- *   logged, one line per item, and counted as lost.
+ *   logged, one line per item (each item of a batch being written too), and counted as lost.
  *
  * Writes must be idempotent: after an ambiguous failure (the commit happened, the connection died before saying
- * so) the retry writes the same item again.
+ * so) the retry writes the same item again, alone or in a batch.
  */
 import {
+  Chunk,
   Data,
   Duration,
   Effect,
@@ -27,7 +30,7 @@ import {
   SubscriptionRef
 } from "effect"
 
-/** A failed attempt to write one item. `transient`: the same write may succeed later. */
+/** A failed attempt to write one item (or a batch). `transient`: the same write may succeed later. */
 export class WriteFailed extends Data.TaggedError("WriteFailed")<{
   readonly transient: boolean
   readonly message: string
@@ -48,7 +51,8 @@ export const queueDepth = Metric.gauge("nexxi_storage_queue_depth", {
 
 export const writeFailures = Metric.counter("nexxi_storage_write_failures_total", {
   description:
-    "Failed attempts to write a turn to the database, by kind: transient (retried) or permanent (the turn is lost).",
+    "Failed attempts to write turns to the database, by kind: transient (retried; a failed batch counts once and " +
+    "its turns are retried one by one) or permanent (the turn is lost).",
   incremental: true
 })
 
@@ -62,6 +66,13 @@ export const turnsLost = Metric.counter("nexxi_storage_turns_lost_total", {
 export interface WriteQueueOptions<A> {
   readonly capacity: number
   readonly write: (item: A) => Effect.Effect<void, WriteFailed>
+  /**
+   * Writes several items at once, all or none (one transaction). Without it, items are written one at a time. When
+   * it fails, for any reason, the items are written one by one with `write`.
+   */
+  readonly writeBatch?: (items: ReadonlyArray<A>) => Effect.Effect<void, WriteFailed>
+  /** The most items given to one `writeBatch` call; 64 unless said. */
+  readonly maxBatch?: number
   readonly retry: Schedule.Schedule<unknown, WriteFailed>
   readonly flushTimeout: Duration.DurationInput
   /** Identifies an item in log lines (ids, never content). */
@@ -74,7 +85,7 @@ export interface WriteQueue<A> {
   /** Hands an item over; waits while the queue is full. */
   readonly offer: (item: A) => Effect.Effect<void>
   readonly isFull: Effect.Effect<boolean>
-  /** Items accepted and not yet written. */
+  /** Items accepted and not yet written (queued, being written, or waiting for room). */
   readonly pending: Effect.Effect<number>
 }
 
@@ -95,17 +106,26 @@ export const makeWriteQueue = <A>(options: WriteQueueOptions<A>): Effect.Effect<
         (n) => Metric.set(queueDepth, n)
       )
 
+    // Items taken from the queue and not yet settled: out of the queue, kept here so that shutdown can report them.
+    const inFlight: Array<A> = []
+
+    // Uninterruptible: an item is settled once, and then no longer reported by shutdown.
     const settle = (item: A) =>
-      Effect.zipRight(
-        Effect.sync(() => options.settled?.(item)),
-        changePending(-1)
+      Effect.uninterruptible(
+        Effect.suspend(() => {
+          const index = inFlight.indexOf(item)
+          if (index >= 0) inFlight.splice(index, 1)
+          options.settled?.(item)
+          return changePending(-1)
+        })
       )
 
     const lost = (item: A, reason: string) =>
       Effect.logError(`Storage: a turn could not be written (${reason})`).pipe(
         Effect.annotateLogs(options.describe(item)),
         Effect.zipRight(Metric.increment(turnsLost)),
-        Effect.zipRight(settle(item))
+        Effect.zipRight(settle(item)),
+        Effect.uninterruptible
       )
 
     const writeOne = (item: A) =>
@@ -125,17 +145,44 @@ export const makeWriteQueue = <A>(options: WriteQueueOptions<A>): Effect.Effect<
         })
       )
 
-    // The item being written is no longer in the queue: kept here so that shutdown can report it.
-    let current: Option.Option<A> = Option.none()
+    const writeEach = (items: ReadonlyArray<A>) => Effect.forEach(items, writeOne, { discard: true })
+
+    /**
+     * A failed batch is one failed attempt, counted as transient whatever its cause: its items are retried, one by
+     * one, and only an item that fails alone for good is lost.
+     */
+    const writeBatch = (batch: NonNullable<WriteQueueOptions<A>["writeBatch"]>, items: ReadonlyArray<A>) =>
+      batch(items).pipe(
+        Effect.matchEffect({
+          onSuccess: () => Effect.uninterruptible(Effect.forEach(items, settle, { discard: true })),
+          onFailure: (failure) =>
+            Metric.increment(Metric.tagged(writeFailures, "kind", "transient")).pipe(
+              Effect.zipRight(
+                Effect.logWarning(
+                  `Storage: writing a batch of ${items.length} turns failed (${failureKind(failure)}), ` +
+                    `writing them one by one: ${failure.message}`
+                ).pipe(Effect.annotateLogs("batch_size", String(items.length)))
+              ),
+              Effect.zipRight(writeEach(items))
+            )
+        })
+      )
+
+    const write = (items: ReadonlyArray<A>) =>
+      items.length > 1 && options.writeBatch !== undefined ? writeBatch(options.writeBatch, items) : writeEach(items)
+
+    // Without `writeBatch`, one at a time: an item taken early would only wait out of the queue.
+    const maxBatch = options.writeBatch === undefined ? 1 : Math.max(1, options.maxBatch ?? 64)
     const writer = Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(restore(Queue.take(queue)), (item) => {
-        current = Option.some(item)
-        // Left set when interrupted mid-write, so that shutdown reports the item.
-        return Effect.zipRight(
-          restore(writeOne(item)),
-          Effect.sync(() => (current = Option.none()))
-        )
-      })
+      Effect.flatMap(restore(Queue.take(queue)), (first) =>
+        // Whatever else is waiting, taken in the same uninterruptible step so that none is out of the queue unseen.
+        Effect.flatMap(Queue.takeUpTo(queue, maxBatch - 1), (rest) => {
+          const items = [first, ...Chunk.toReadonlyArray(rest)]
+          inFlight.push(...items)
+          // Items still unsettled when interrupted stay in `inFlight`, for shutdown to report.
+          return restore(write(items))
+        })
+      )
     ).pipe(Effect.forever)
     const writerFiber = yield* Effect.forkDaemon(writer)
 
@@ -150,14 +197,18 @@ export const makeWriteQueue = <A>(options: WriteQueueOptions<A>): Effect.Effect<
         )
         yield* Fiber.interrupt(writerFiber)
         const queued = yield* Queue.takeAll(queue)
-        const left = Option.toArray(current).length + queued.length
+        // A copy: `lost` settles each item, which takes it out of `inFlight`.
+        const beingWritten = [...inFlight]
+        const left = beingWritten.length + queued.length
         if (Option.isNone(flushed) && left > 0) {
           yield* Effect.logError(
             `Storage: shutting down with ${left} turn(s) unwritten after ${Duration.format(options.flushTimeout)}`
           )
-          if (Option.isSome(current)) {
-            yield* lost(current.value, "being written at shutdown: it may or may not have been")
-          }
+          yield* Effect.forEach(
+            beingWritten,
+            (item) => lost(item, "being written at shutdown: it may or may not have been"),
+            { discard: true }
+          )
           yield* Effect.forEach(queued, (item) => lost(item, "still queued at shutdown"), { discard: true })
         }
         // Requests still waiting for room are interrupted, and log their turn as lost.

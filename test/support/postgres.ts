@@ -36,11 +36,12 @@ export interface TcpProxy {
   /** Accepts connections again, on the same port. */
   readonly open: Effect.Effect<void>
   /**
-   * The next time a client sends COMMIT, lets it reach the server, waits for the server's answer, and drops the
-   * connection instead of passing the answer on: the transaction is committed, the client sees a lost connection.
+   * The next time a client sends a message containing `text` (a COMMIT, a statement that commits on its own), lets
+   * it reach the server, waits for the server's answer, and drops the connection instead of passing the answer on:
+   * the write is committed, the client sees a lost connection.
    */
-  readonly cutNextCommit: Effect.Effect<void>
-  /** How many commits were cut so far. */
+  readonly cutNextAnswerTo: (text: string) => Effect.Effect<void>
+  /** How many answers were cut so far. */
   readonly cuts: () => number
 }
 
@@ -48,7 +49,7 @@ export interface TcpProxy {
 export const tcpProxy = (targetHost: string, targetPort: number): Effect.Effect<TcpProxy, never, Scope.Scope> =>
   Effect.gen(function* () {
     const sockets = new Set<Socket>()
-    let armed = false
+    let armed: string | undefined
     let cuts = 0
 
     const handle = (client: Socket) => {
@@ -60,8 +61,8 @@ export const tcpProxy = (targetHost: string, targetPort: number): Effect.Effect<
         upstream.destroy()
       }
       client.on("data", (chunk) => {
-        if (armed && chunk.includes("COMMIT")) {
-          armed = false
+        if (armed !== undefined && chunk.includes(armed)) {
+          armed = undefined
           cutting = true
         }
         upstream.write(chunk)
@@ -103,7 +104,7 @@ export const tcpProxy = (targetHost: string, targetPort: number): Effect.Effect<
       port,
       close,
       open: Effect.asVoid(listen(port)),
-      cutNextCommit: Effect.sync(() => void (armed = true)),
+      cutNextAnswerTo: (text) => Effect.sync(() => void (armed = text)),
       cuts: () => cuts
     }
   })
