@@ -10,7 +10,7 @@
  * end), so two requests on one session never interleave; the later one waits briefly, then gets 409. The prompt is
  * the system prompt, the newest turns that fit the model's context (`Session/Window.ts`), and the new message.
  */
-import { Chunk, Clock, Data, DateTime, Effect, Metric, MetricBoundaries, Option, Stream } from "effect"
+import { Chunk, Clock, Data, DateTime, Effect, Metric, MetricBoundaries, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { AppConfig } from "./AppConfig.js"
 import type { Caller } from "./Auth.js"
@@ -123,7 +123,8 @@ export interface ChatReply {
 /** A streaming turn whose first event (or failure) has already arrived: errors before it are plain HTTP errors. */
 export interface StreamingTurn {
   readonly sessionId: SessionId
-  readonly events: Stream.Stream<ChatEvent, TurnError>
+  /** The next events, as many as are ready, pulled as the client reads; fails with `None` after the last. */
+  readonly next: Effect.Effect<Chunk.Chunk<ChatEvent>, Option.Option<TurnError>>
 }
 
 const elapsedMsSince = (startNanos: bigint, clock: Clock.Clock) =>
@@ -437,10 +438,7 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
           const { sessionId, events } = yield* run(input)
           // Pull the first events within the request's scope; the rest is pulled as the client reads.
           const first = Option.getOrElse(yield* nextOf(events), () => Chunk.empty<ChatEvent>())
-          const turn: StreamingTurn = {
-            sessionId,
-            events: Stream.repeatEffectChunkOption(startingWith(first, events))
-          }
+          const turn: StreamingTurn = { sessionId, next: startingWith(first, events) }
           return turn
         }).pipe(Effect.withSpan("Chat.stream")),
 

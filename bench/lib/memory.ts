@@ -103,7 +103,10 @@ export const runMemory = async (options: {
       const open = attempts.filter(
         (attempt): attempt is { sessionId: string; close: () => void } => !(attempt instanceof Error)
       )
-      if (open.length < count) options.log(`  memory: ${count - open.length} stream(s) could not be opened`)
+      if (open.length < count) {
+        const reasons = [...new Set(attempts.flatMap((attempt) => (attempt instanceof Error ? [attempt.message] : [])))]
+        options.log(`  memory: ${count - open.length} stream(s) could not be opened (${reasons.slice(0, 3).join("; ")})`)
+      }
       const openSeconds = (performance.now() - openStart) / 1000
       await sleep(500)
       const withStreams = await nexxi.memory()

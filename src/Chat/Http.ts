@@ -1,12 +1,12 @@
 /** Handlers of the chat endpoints: HTTP in and out around the Chat service. */
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect, Layer, Option, Stream } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { Api } from "../Api.js"
 import { AppConfig } from "../AppConfig.js"
 import { ApiKeyAuthLive, CurrentCaller } from "../Auth.js"
 import { Chat, type ChatEvent, type StreamingTurn } from "../Chat.js"
 import type { SessionId } from "../Domain/Session.js"
-import { endingWithError, eventStreamResponse, sseEvent } from "../Http/Sse.js"
+import { eventStreamResponse, sseEvent } from "../Http/Sse.js"
 import type { StreamChunk } from "./Api.js"
 
 const toChunk = (sessionId: SessionId, event: ChatEvent): StreamChunk =>
@@ -23,10 +23,11 @@ const toChunk = (sessionId: SessionId, event: ChatEvent): StreamChunk =>
 
 const sseResponse = (turn: StreamingTurn, keepAliveMs: number) =>
   eventStreamResponse(
-    turn.events.pipe(
-      Stream.map((event) => sseEvent(JSON.stringify(toChunk(turn.sessionId, event)))),
-      endingWithError((detail) => sseEvent(JSON.stringify({ error: detail }), "error"))
-    ),
+    {
+      next: turn.next,
+      render: (event) => sseEvent(JSON.stringify(toChunk(turn.sessionId, event))),
+      renderError: (detail) => sseEvent(JSON.stringify({ error: detail }), "error")
+    },
     keepAliveMs
   )
 

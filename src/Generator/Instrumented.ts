@@ -128,7 +128,8 @@ export const instrumented = (
           span.attribute("gen_ai.response.finish_reasons", [completed.finishReason])
           yield* OtelTracer.currentOtelSpan.pipe(
             Effect.map((otel) => otel.setAttribute("gen_ai.response.finish_reasons", [completed.finishReason])),
-            Effect.ignore
+            Effect.ignore,
+            Effect.withParentSpan(span)
           )
           yield* captured("gen_ai.completion", () => replyText)
           yield* end(completed.finishReason, Exit.void)
@@ -157,12 +158,12 @@ export const instrumented = (
       yield* captured("gen_ai.prompt", () =>
         JSON.stringify(request.messages.map(({ role, content }) => ({ role, content })))
       )
+      // The attempts upstream are children of the generation's span (and carry it to the model server). Its pulls
+      // run in the caller's span: providing a span to each pull would cost each token a context change.
       const pull = yield* Effect.withParentSpan(generator.open(request), span)
       return pull.pipe(
         Effect.tap(observe),
-        Effect.tapError((error) => (Option.isSome(error) ? end("error", Exit.fail(error.value)) : Effect.void)),
-        // Logs and spans of what the generation does carry its span.
-        Effect.withParentSpan(span)
+        Effect.tapError((error) => (Option.isSome(error) ? end("error", Exit.fail(error.value)) : Effect.void))
       )
     })
   return Generator.make({ info: generator.info, readiness: generator.readiness, open })

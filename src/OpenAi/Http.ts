@@ -1,14 +1,14 @@
 /** Handlers of the OpenAI-compatible endpoints: OpenAI's formats in and out around the same Chat service. */
 import { HttpApiBuilder } from "@effect/platform"
-import { Clock, Effect, Either, Layer, Option, Stream } from "effect"
+import { Clock, Effect, Either, Layer, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { Api } from "../Api.js"
 import { AppConfig } from "../AppConfig.js"
 import { BearerAuthLive, type Caller, CurrentCaller } from "../Auth.js"
-import { Chat, type ChatEvent, type SuppliedTurn, type TurnError, type TurnInput } from "../Chat.js"
+import { Chat, type ChatEvent, type StreamingTurn, type SuppliedTurn, type TurnError, type TurnInput } from "../Chat.js"
 import { ValidationError } from "../Domain/Errors.js"
 import { type FinishReason, Generator } from "../Generator.js"
-import { endingWithError, eventStreamResponse, sseEvent } from "../Http/Sse.js"
+import { type EventStreamBody, eventStreamResponse, sseEvent } from "../Http/Sse.js"
 import { type ChatCompletion, type ChatCompletionRequest, type CompletionMessage, ModelNotFound } from "./Api.js"
 import { toOpenAiError } from "./Errors.js"
 
@@ -93,9 +93,9 @@ interface CompletionHeader {
 /** The `chat.completion.chunk` events of a streamed turn, `[DONE]` after the last; a failure ends with an error. */
 const chunkEvents = (
   header: CompletionHeader,
-  events: Stream.Stream<ChatEvent, TurnError>,
+  next: StreamingTurn["next"],
   includeUsage: boolean
-): Stream.Stream<string, TurnError> => {
+): EventStreamBody<ChatEvent, TurnError> => {
   const chunkWith = (fields: object) =>
     sseEvent(JSON.stringify({ ...header, object: "chat.completion.chunk", system_fingerprint: null, ...fields }))
   const chunk = (delta: object, finishReason: string | null) =>
@@ -112,21 +112,18 @@ const chunkEvents = (
         total_tokens: event.tokensUsed
       }
     })
-  const body = events.pipe(
-    Stream.mapConcat((event) =>
+  return {
+    next,
+    opening: chunk({ role: "assistant", content: "" }, null),
+    render: (event) =>
       event._tag === "Delta"
-        ? [chunk({ content: event.text }, null)]
-        : [chunk({}, finishReasonOf(event.finishReason)), ...(includeUsage ? [usage(event)] : [])]
-    )
-  )
-  return Stream.make(chunk({ role: "assistant", content: "" }, null)).pipe(
-    Stream.concat(body),
-    Stream.concat(Stream.make(sseEvent("[DONE]"))),
+        ? chunk({ content: event.text }, null)
+        : chunk({}, finishReasonOf(event.finishReason)) + (includeUsage ? usage(event) : ""),
+    closing: sseEvent("[DONE]"),
     // OpenAI's SDKs read a `data: {"error": ...}` event as the failure of the stream.
-    endingWithError((detail) =>
+    renderError: (detail) =>
       sseEvent(JSON.stringify(toOpenAiError(detail.type === "internal_error" ? 500 : 502, detail)))
-    )
-  )
+  }
 }
 
 export const OpenAiHttpLive = HttpApiBuilder.group(Api, "openai", (handlers) =>
@@ -159,7 +156,7 @@ export const OpenAiHttpLive = HttpApiBuilder.group(Api, "openai", (handlers) =>
           if (payload.stream === true) {
             const turn = yield* chat.stream(input)
             const includeUsage = payload.stream_options?.include_usage === true
-            return yield* eventStreamResponse(chunkEvents(header, turn.events, includeUsage), sseKeepAliveMs)
+            return yield* eventStreamResponse(chunkEvents(header, turn.next, includeUsage), sseKeepAliveMs)
           }
           const reply = yield* chat.reply(input)
           const completion: ChatCompletion = {
