@@ -1,7 +1,9 @@
 /**
- * One generation over an OpenAI-style chat completions stream — TGI's Messages API, or Hugging Face's inference
- * router — through `@huggingface/inference`. The server applies the model's chat template; its usage report gives
- * the token counts. Interrupting the stream aborts the HTTP request, which makes TGI stop generating.
+ * One generation over an OpenAI-style chat completions stream — TGI's Messages API (`Generator/MessagesApi.ts`), or
+ * Hugging Face's inference router through `@huggingface/inference` (here). The server applies the model's chat
+ * template; its usage report gives the token counts. Closing an attempt's scope aborts its HTTP request, which makes
+ * TGI stop generating. What both readers share is here: the request body, the token accounting, how failures are
+ * sorted, and the generator with its resilience policy.
  */
 import type { InferenceClient } from "@huggingface/inference"
 import { InferenceClientProviderApiError } from "@huggingface/inference"
@@ -30,7 +32,7 @@ export interface ChatTarget {
   readonly endpointUrl?: string
 }
 
-interface CompletionChunk {
+export interface CompletionChunk {
   readonly choices?: ReadonlyArray<{
     readonly delta?: { readonly content?: string | null }
     readonly finish_reason?: string | null
@@ -43,7 +45,10 @@ const finishReasonOf = (reason: string | undefined): FinishReason =>
 
 const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "EPIPE"])
 
+/** undici's own errors carry the code; `fetch` wraps them, with the code in the cause. */
 const networkCode = (error: unknown): string | undefined => {
+  const own = (error as { code?: unknown } | undefined)?.code
+  if (typeof own === "string") return own
   const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause
   return typeof cause?.code === "string" ? cause.code : undefined
 }
@@ -58,10 +63,24 @@ const upstreamMessage = (body: unknown): string => {
   return typeof message === "string" ? message : typeof body === "string" ? body : "unknown error"
 }
 
-/** Sorts a failure of the client library into what Nexxi does about it. */
+/** An error status from the server, or an error event in its stream (status 200), with its body. */
+export class HttpFailure {
+  constructor(
+    readonly status: number,
+    readonly body: unknown
+  ) {}
+}
+
+/** Sorts a failure of a request to the model server into what Nexxi does about it. */
 export const classifyUpstreamError = (error: unknown): UpstreamError => {
-  if (error instanceof InferenceClientProviderApiError) {
-    const { status, body } = error.httpResponse
+  const http =
+    error instanceof InferenceClientProviderApiError
+      ? new HttpFailure(error.httpResponse.status, error.httpResponse.body)
+      : error instanceof HttpFailure
+        ? error
+        : undefined
+  if (http !== undefined) {
+    const { status, body } = http
     const text = upstreamMessage(body)
     if (status === 429 || /overloaded/i.test(text)) {
       return new UpstreamError({ kind: "overloaded", message: "The model server is overloaded" })
@@ -76,6 +95,10 @@ export const classifyUpstreamError = (error: unknown): UpstreamError => {
     return new UpstreamError({ kind: "failed", message: `The model server failed: ${text}` })
   }
   const code = networkCode(error)
+  // Nexxi's own abort (the attempt's scope closed): nothing to retry, and the reason is told by whoever closed it.
+  if (code === "UND_ERR_ABORTED" || (error instanceof Error && error.name === "AbortError")) {
+    return new UpstreamError({ kind: "failed", message: "The request to the model server was aborted" })
+  }
   if ((code !== undefined && (NETWORK_CODES.has(code) || code.startsWith("UND_ERR"))) || isBrokenFetch(error)) {
     return new UpstreamError({
       kind: "unavailable",
@@ -90,14 +113,87 @@ const isBrokenFetch = (error: unknown) =>
   error instanceof TypeError && (error.message === "fetch failed" || error.message === "terminated")
 
 /** The W3C `traceparent` of the current span, so that the trace continues into the model server's spans. */
-const traceHeaders = Effect.map(Effect.option(Effect.currentSpan), (span) =>
+export const traceHeaders = Effect.map(Effect.option(Effect.currentSpan), (span) =>
   Option.match(span, {
     onNone: (): Record<string, string> => ({}),
     onSome: (current) => ({ traceparent: HttpTraceContext.toHeaders(current).traceparent! })
   })
 )
 
-/** One attempt: the request is sent now, and aborted when the scope closes unless its response was read to the end. */
+/** The request's fields: the same for TGI and the router (`stream: true` is added by whoever sends it). */
+export const chatRequestBody = (target: ChatTarget, request: GenerationRequest) => ({
+  ...target,
+  messages: request.messages.map(({ role, content }) => ({ role, content })),
+  max_tokens: request.maxNewTokens,
+  stream_options: { include_usage: true },
+  ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+  // top_p 1 keeps every token, as no top_p does; TGI's validation refuses 1 itself.
+  ...(request.topP === undefined || request.topP >= 1 ? {} : { top_p: request.topP }),
+  ...(request.stop === undefined ? {} : { stop: [...request.stop] }),
+  ...(request.seed === undefined ? {} : { seed: request.seed })
+})
+
+/** Events read from the server since the last pull; `done` once its stream has ended. */
+export interface EventBatch {
+  readonly events: ReadonlyArray<CompletionChunk>
+  readonly done: boolean
+}
+
+/**
+ * The pull of one attempt over a reader of event batches (`undefined` after the last): each batch becomes its
+ * tokens, and the last ends with the `Completed` record, built from the server's own counts. `onEnd` runs once the
+ * server's stream was read to its end (nothing is left to abort).
+ */
+export const pullOfBatches = (read: () => Promise<EventBatch | undefined>, onEnd: () => void): UpstreamPull => {
+  let finishReason: string | undefined
+  let usage: CompletionChunk["usage"]
+  let tokensSeen = 0
+  const tokensOf = (events: ReadonlyArray<CompletionChunk>) => {
+    const tokens: Array<GenerationChunk> = []
+    for (const event of events) {
+      const choice = event.choices?.[0]
+      finishReason = choice?.finish_reason ?? finishReason
+      usage = event.usage ?? usage
+      if (choice !== undefined) tokensSeen++
+      const text = choice?.delta?.content ?? ""
+      if (text.length > 0) tokens.push(GenerationChunk.Token({ text }))
+    }
+    return tokens
+  }
+  return Effect.tryPromise({ try: read, catch: classifyUpstreamError }).pipe(
+    Effect.mapError(Option.some),
+    Effect.flatMap((batch) => {
+      if (batch === undefined) return Effect.fail(Option.none())
+      const tokens = tokensOf(batch.events)
+      if (batch.done) {
+        onEnd()
+        tokens.push(
+          GenerationChunk.Completed({
+            finishReason: finishReasonOf(finishReason),
+            promptTokens: usage?.prompt_tokens ?? 0,
+            completionTokens: usage?.completion_tokens ?? tokensSeen
+          })
+        )
+      }
+      return Effect.succeed(Chunk.unsafeFromArray(tokens))
+    })
+  )
+}
+
+/**
+ * An abort signal for the attempt's scope: closing the scope aborts the request, unless its response was read to
+ * its end (`ended`), which needs no abort (an abort costs a `DOMException` and undici's clean-up).
+ */
+export const abortOnClose = Effect.gen(function* () {
+  let ended = false
+  const controller = yield* Effect.acquireRelease(
+    Effect.sync(() => new AbortController()),
+    (controller) => Effect.sync(() => ended || controller.abort())
+  )
+  return { signal: controller.signal, ended: () => void (ended = true) }
+})
+
+/** One attempt through `@huggingface/inference` (the router); the request is sent on the first pull. */
 export const openChatCompletion = (
   client: InferenceClient,
   target: ChatTarget,
@@ -108,66 +204,16 @@ export const openChatCompletion = (
     const headers = yield* traceHeaders
     const tracedFetch: typeof fetch = (input, init) =>
       baseFetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } })
-    // Breaking out of the async iterator leaves the connection open; only aborting the signal closes it. A
-    // response read to its end needs no abort (which costs a DOMException and undici's clean-up).
-    let ended = false
-    const controller = yield* Effect.acquireRelease(
-      Effect.sync(() => new AbortController()),
-      (controller) => Effect.sync(() => ended || controller.abort())
-    )
-    const chunks = client.chatCompletionStream(
-      {
-        ...target,
-        messages: request.messages.map(({ role, content }) => ({ role, content })),
-        max_tokens: request.maxNewTokens,
-        stream_options: { include_usage: true },
-        ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
-        // top_p 1 keeps every token, as no top_p does; TGI's validation refuses 1 itself.
-        ...(request.topP === undefined || request.topP >= 1 ? {} : { top_p: request.topP }),
-        ...(request.stop === undefined ? {} : { stop: [...request.stop] }),
-        ...(request.seed === undefined ? {} : { seed: request.seed })
-      },
-      { signal: controller.signal, retry_on_error: false, fetch: tracedFetch }
-    ) as AsyncIterable<CompletionChunk>
-
-    let finishReason: string | undefined
-    let usage: CompletionChunk["usage"]
-    let tokensSeen = 0
-    const tokensOf = (events: ReadonlyArray<CompletionChunk>) => {
-      const tokens: Array<GenerationChunk> = []
-      for (const event of events) {
-        const choice = event.choices?.[0]
-        finishReason = choice?.finish_reason ?? finishReason
-        usage = event.usage ?? usage
-        if (choice !== undefined) tokensSeen++
-        const text = choice?.delta?.content ?? ""
-        if (text.length > 0) tokens.push(GenerationChunk.Token({ text }))
-      }
-      return tokens
-    }
-    // The completion record is built once the server closed the stream, from its own counts.
-    const completion = () =>
-      GenerationChunk.Completed({
-        finishReason: finishReasonOf(finishReason),
-        promptTokens: usage?.prompt_tokens ?? 0,
-        completionTokens: usage?.completion_tokens ?? tokensSeen
-      })
+    // Breaking out of the async iterator leaves the connection open; only aborting the signal closes it.
+    const abort = yield* abortOnClose
+    const chunks = client.chatCompletionStream(chatRequestBody(target, request), {
+      signal: abort.signal,
+      retry_on_error: false,
+      fetch: tracedFetch
+    }) as AsyncIterable<CompletionChunk>
     // Pulled by hand rather than with Stream.fromAsyncIterable: ending that stream awaits the iterator's
     // `return()`, which waits for the pending read of a stalled server forever; aborting the signal ends both.
-    const events = readInBatches(chunks[Symbol.asyncIterator]())
-    const next = Effect.tryPromise({ try: events.next, catch: classifyUpstreamError }).pipe(
-      Effect.mapError(Option.some),
-      Effect.flatMap((batch) => {
-        if (batch === undefined) return Effect.fail(Option.none())
-        const tokens = tokensOf(batch.events)
-        if (batch.done) {
-          ended = true
-          tokens.push(completion())
-        }
-        return Effect.succeed(Chunk.unsafeFromArray(tokens))
-      })
-    )
-    return next
+    return pullOfBatches(readInBatches(chunks[Symbol.asyncIterator]()).next, abort.ended)
   })
 
 /** Marks a read that is not ready within this batch. */
@@ -211,17 +257,14 @@ export const readInBatches = <A>(iterator: AsyncIterator<A>) => {
   return { next }
 }
 
-/** A generator on a chat completions server: the resilience policy around `openChatCompletion`. */
+/** A generator on a chat completions server: the resilience policy around one attempt (`attempt`). */
 export const makeRemoteGenerator = (options: {
   readonly name: string
-  readonly client: InferenceClient
-  readonly target: ChatTarget
+  readonly attempt: (request: GenerationRequest) => Effect.Effect<UpstreamPull, never, Scope.Scope>
   readonly info: Effect.Effect<ModelInfo, GeneratorError>
   /** The server's own health, when it has an endpoint for it. */
   readonly health: Effect.Effect<DependencyHealth>
   readonly settings: ResilienceSettings
-  /** Where requests go (tests redirect hosted mode to a local server). */
-  readonly fetch?: typeof fetch
 }) =>
   Effect.gen(function* () {
     const breaker = yield* makeCircuitBreaker(
@@ -241,11 +284,6 @@ export const makeRemoteGenerator = (options: {
     return Generator.make({
       info: options.info,
       readiness,
-      open: (request) =>
-        resilientPull(
-          openChatCompletion(options.client, options.target, request, options.fetch),
-          options.settings,
-          breaker
-        )
+      open: (request) => resilientPull(options.attempt(request), options.settings, breaker)
     })
   })

@@ -6,7 +6,7 @@
 import { InferenceClient } from "@huggingface/inference"
 import { Effect, Option, Redacted } from "effect"
 import type { ModelInfo } from "../Generator.js"
-import { makeRemoteGenerator } from "./ChatCompletions.js"
+import { makeRemoteGenerator, openChatCompletion } from "./ChatCompletions.js"
 import type { ResilienceSettings } from "./Resilience.js"
 
 export interface HuggingFaceSettings {
@@ -24,11 +24,9 @@ export const makeHuggingFaceGenerator = (settings: HuggingFaceSettings) =>
     yield* Effect.logInfo(`Generator: ${settings.model} on Hugging Face inference providers`)
     return yield* makeRemoteGenerator({
       name: "hf",
-      client,
-      target: { model: settings.model },
+      attempt: (request) => openChatCompletion(client, { model: settings.model }, request, settings.fetch),
       info: Effect.succeed(info),
       health: Effect.succeed({ status: "up", kind: "hf", detail: "Hugging Face inference providers" }),
-      settings: settings.resilience,
-      ...(settings.fetch ? { fetch: settings.fetch } : {})
+      settings: settings.resilience
     })
   })

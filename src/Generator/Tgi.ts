@@ -1,13 +1,13 @@
 /**
  * The TGI backend: Mistral-7B-Instruct (or any model) served by Hugging Face Text Generation Inference. Tokens come
- * from TGI's Messages API, so TGI applies the model's chat template; the model name and context limits come from
- * its `/info`, readiness from its `/health`.
+ * from TGI's Messages API (`MessagesApi.ts`), so TGI applies the model's chat template; the model name and context
+ * limits come from its `/info`, readiness from its `/health`.
  */
-import { InferenceClient } from "@huggingface/inference"
 import { Duration, Effect, Option, Redacted } from "effect"
 import type { DependencyHealth } from "../Domain/Health.js"
 import type { ModelInfo } from "../Generator.js"
 import { makeRemoteGenerator } from "./ChatCompletions.js"
+import { openMessagesApi } from "./MessagesApi.js"
 import {
   isTransient,
   toClientError,
@@ -33,6 +33,8 @@ interface TgiInfo {
   readonly max_total_tokens?: number
 }
 
+const bearer = (key: Redacted.Redacted) => `Bearer ${Redacted.value(key)}`
+
 const get = (url: string, apiKey: Option.Option<Redacted.Redacted>) =>
   Effect.tryPromise({
     try: (signal) =>
@@ -40,7 +42,7 @@ const get = (url: string, apiKey: Option.Option<Redacted.Redacted>) =>
         signal,
         headers: Option.match(apiKey, {
           onNone: () => ({}),
-          onSome: (key) => ({ authorization: `Bearer ${Redacted.value(key)}` })
+          onSome: (key) => ({ authorization: bearer(key) })
         })
       }),
     catch: (cause) =>
@@ -95,14 +97,10 @@ export const makeTgiGenerator = (settings: TgiSettings) =>
       Effect.cachedWithTTL(HEALTH_CACHE)
     )
 
-    const client = new InferenceClient(Option.getOrUndefined(Option.map(settings.apiKey, Redacted.value)), {
-      endpointUrl: base
-    })
+    const endpoint = { url: base, authorization: Option.map(settings.apiKey, bearer) }
     const generator = yield* makeRemoteGenerator({
       name: "tgi",
-      client,
-      // TGI serves one model and ignores the name; the Messages API still wants one.
-      target: { model: "tgi", endpointUrl: base },
+      attempt: (request) => openMessagesApi(endpoint, request),
       info,
       health,
       settings: settings.resilience
