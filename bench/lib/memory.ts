@@ -105,7 +105,9 @@ export const runMemory = async (options: {
       )
       if (open.length < count) {
         const reasons = [...new Set(attempts.flatMap((attempt) => (attempt instanceof Error ? [attempt.message] : [])))]
-        options.log(`  memory: ${count - open.length} stream(s) could not be opened (${reasons.slice(0, 3).join("; ")})`)
+        options.log(
+          `  memory: ${count - open.length} stream(s) could not be opened (${reasons.slice(0, 3).join("; ")})`
+        )
       }
       const openSeconds = (performance.now() - openStart) / 1000
       await sleep(500)
