@@ -21,7 +21,14 @@ import {
   Scope,
   TestClock
 } from "effect"
-import { makeWriteQueue, storageWriteRetry, turnsLost, WriteFailed, writeFailures } from "../src/Storage/WriteQueue.js"
+import {
+  makeWriteQueue,
+  storageWriteRetry,
+  turnsLost,
+  WriteFailed,
+  writeFailures,
+  type WriteQueue
+} from "../src/Storage/WriteQueue.js"
 
 interface Script {
   /** What each attempt does, by item: fail (transiently or for good), or succeed. */
@@ -101,6 +108,20 @@ const failureCounts = Effect.all({
     lost: states.lost.count
   }))
 )
+
+/** Holds the writer on "a" (whose write waits for `gate`), queues `items` meanwhile, then lets "a" finish. */
+const waitingBehindA = (
+  queue: WriteQueue<string>,
+  attempts: Queue.Queue<readonly [string, number]>,
+  gate: Deferred.Deferred<void>,
+  items: ReadonlyArray<string>
+) =>
+  Effect.gen(function* () {
+    yield* queue.offer("a")
+    yield* Queue.take(attempts)
+    for (const item of items) yield* queue.offer(item)
+    yield* Deferred.succeed(gate, undefined)
+  })
 
 const noAttemptYet = (attempts: Queue.Queue<readonly [string, number]>) =>
   Effect.zipRight(
@@ -197,10 +218,7 @@ describe("storage write queue", () => {
         // As a database does: one bad turn rejects the whole transaction.
         batch: (items) => (items.includes("bad") ? Effect.fail(permanent) : Effect.void)
       })
-      yield* queue.offer("a")
-      yield* Queue.take(attempts)
-      for (const item of ["b", "bad", "c"]) yield* queue.offer(item)
-      yield* Deferred.succeed(gate, undefined)
+      yield* waitingBehindA(queue, attempts, gate, ["b", "bad", "c"])
       expect(yield* Queue.take(batches)).toEqual(["b", "bad", "c"])
       expect(Chunk.toReadonlyArray(yield* Queue.takeN(attempts, 3))).toEqual([
         ["b", 1],
@@ -238,10 +256,7 @@ describe("storage write queue", () => {
           item === "a" ? Deferred.await(gate) : item === "c" && attempt === 1 ? Effect.fail(transient) : Effect.void,
         batch: () => Effect.fail(timedOut)
       })
-      yield* queue.offer("a")
-      yield* Queue.take(attempts)
-      for (const item of ["b", "c", "d"]) yield* queue.offer(item)
-      yield* Deferred.succeed(gate, undefined)
+      yield* waitingBehindA(queue, attempts, gate, ["b", "c", "d"])
       expect(yield* Queue.take(batches)).toEqual(["b", "c", "d"])
       expect(Chunk.toReadonlyArray(yield* Queue.takeN(attempts, 2))).toEqual([
         ["b", 1],
@@ -323,10 +338,7 @@ describe("storage write queue", () => {
         // A batch whose transaction never answers.
         batch: () => Effect.never
       })
-      yield* queue.offer("a")
-      yield* Queue.take(attempts)
-      for (const item of ["b", "c", "d"]) yield* queue.offer(item)
-      yield* Deferred.succeed(gate, undefined)
+      yield* waitingBehindA(queue, attempts, gate, ["b", "c", "d"])
       expect(yield* Queue.take(batches)).toEqual(["b", "c", "d"])
       yield* queue.offer("e")
       expect(yield* queue.pending).toBe(4)
@@ -355,10 +367,7 @@ describe("storage write queue", () => {
         outcome: (item) => (item === "a" ? Deferred.await(gate) : item === "c" ? Effect.fail(transient) : Effect.void),
         batch: () => Effect.fail(transient)
       })
-      yield* queue.offer("a")
-      yield* Queue.take(attempts)
-      for (const item of ["b", "c", "d"]) yield* queue.offer(item)
-      yield* Deferred.succeed(gate, undefined)
+      yield* waitingBehindA(queue, attempts, gate, ["b", "c", "d"])
       yield* Queue.take(batches)
       expect(Chunk.toReadonlyArray(yield* Queue.takeN(attempts, 2))).toEqual([
         ["b", 1],
