@@ -26,10 +26,9 @@ import {
   type UpstreamPull
 } from "./Resilience.js"
 
-/** What identifies the target of the request, besides the messages: `endpointUrl` for TGI, `model` for the router. */
+/** The model the request names: the router's choice of model; TGI serves one and ignores it. */
 export interface ChatTarget {
   readonly model: string
-  readonly endpointUrl?: string
 }
 
 export interface CompletionChunk {
@@ -228,7 +227,7 @@ const MAX_BATCH = 256
  * through the stream rather than one per token; a paced one still comes token by token. `next` resolves with
  * `undefined` once the last batch (the one marked `done`) has been read.
  */
-export const readInBatches = <A>(iterator: AsyncIterator<A>) => {
+const readInBatches = <A>(iterator: AsyncIterator<A>) => {
   let pending: Promise<IteratorResult<A>> | undefined
   let finished = false
   const next = async (): Promise<{ readonly events: ReadonlyArray<A>; readonly done: boolean } | undefined> => {
