@@ -3,6 +3,8 @@
  * sends is what a client gets, and each way a GPU server misbehaves ends as the documented error.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import { Chunk, Effect, Either, Option, Redacted, Stream } from "effect"
 import { applyChatTemplate, tokenize } from "../dev/tgi/server.js"
 import type { GenerationChunk, GenerationRequest } from "../src/Generator.js"
@@ -138,6 +140,32 @@ describe("TGI backend", () => {
         expect(error.pipe(Option.map((e) => e._tag))).toEqual(Option.some("GeneratorFailed"))
         expect(tgi.requests.filter((r) => r.path === "/v1/chat/completions")).toHaveLength(1)
       }
+    })
+  )
+
+  it.scopedLive("a server that is not TGI (a web page answering 200) → 502 saying what it answered, not retried", () =>
+    Effect.gen(function* () {
+      const generations: Array<string> = []
+      const server = createServer((incoming, response) => {
+        if (incoming.url === "/v1/chat/completions") generations.push(incoming.method ?? "")
+        response.writeHead(200, { "content-type": "text/html" }).end("<html>Welcome to nginx!</html>")
+      })
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
+        () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      )
+      const { port } = server.address() as AddressInfo
+      const { received, error } = yield* collect((yield* tgiGenerator(`http://127.0.0.1:${port}`)).stream(request))
+      expect(received).toEqual([])
+      expect(error).toEqual(
+        Option.some(
+          expect.objectContaining({
+            _tag: "GeneratorFailed",
+            message: "The model server failed: the server answered text/html, not events"
+          })
+        )
+      )
+      expect(generations).toEqual(["POST"])
     })
   )
 
