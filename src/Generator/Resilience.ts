@@ -194,17 +194,14 @@ export const resilientPull = (
     const clock = yield* Effect.clock
     const outer = yield* Effect.scope
     // GENERATOR_DEADLINE_MS: what is left of it bounds every wait, from the first attempt to the last token.
-    const deadlineAt = Option.map(settings.deadlineMs, (ms) => clock.unsafeCurrentTimeMillis() + ms)
+    const deadline = Option.map(settings.deadlineMs, (ms) => ({
+      at: clock.unsafeCurrentTimeMillis() + ms,
+      failure: Option.some(timeout("did not finish", ms))
+    }))
     const withinDeadline = <A>(effect: Effect.Effect<A, Option.Option<UpstreamError>>) =>
-      Option.match(deadlineAt, {
+      Option.match(deadline, {
         onNone: () => effect,
-        onSome: (at) => {
-          const failure = Option.some(
-            timeout(
-              "did not finish",
-              Option.getOrElse(settings.deadlineMs, () => 0)
-            )
-          )
+        onSome: ({ at, failure }) => {
           // Measured when the wait starts, not when it is built.
           return Effect.suspend(() => {
             const left = at - clock.unsafeCurrentTimeMillis()
