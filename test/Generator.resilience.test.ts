@@ -36,8 +36,8 @@ const scripted = (...attempts: ReadonlyArray<Stream.Stream<GenerationChunk, Upst
 }
 
 /**
- * A connection that sends nothing more, until it is closed: like an HTTP response, whose read then fails. (The idle
- * timeout closes the attempt's scope, which aborts the request.)
+ * A connection that sends nothing more, until it is closed: like an HTTP response, whose read then fails. (The
+ * first-token and idle timeouts close the attempt's scope, which aborts the request.)
  */
 const stalledConnection = Stream.unwrapScoped(
   Effect.gen(function* () {
@@ -126,12 +126,29 @@ describe("retries", () => {
 describe("timeouts", () => {
   it.effect("fails with 504 when no first token comes in time", () =>
     Effect.gen(function* () {
-      const fiber = yield* run(() => Stream.never)
+      const fiber = yield* run(() => stalledConnection)
       yield* TestClock.adjust(999)
       expect(fiber.unsafePoll()).toBeNull()
       yield* TestClock.adjust(1)
       const result = yield* Fiber.join(fiber)
-      expect(Either.getLeft(result).pipe(Option.map((e) => e._tag))).toEqual(Option.some("GeneratorTimeout"))
+      expect(Either.getLeft(result).pipe(Option.map((e) => [e._tag, e.message]))).toEqual(
+        Option.some(["GeneratorTimeout", "The model server sent no token within 1000 ms"])
+      )
+    })
+  )
+
+  it.effect("the idle timeout counts from the last token, even when it is shorter than the first-token timeout", () =>
+    Effect.gen(function* () {
+      // The first token at 100 ms, then nothing: cut at 600 ms (idle 500), not at 1000 (the first-token timeout).
+      const oneThenStall = Stream.concat(Stream.fromEffect(Effect.as(Effect.sleep(100), token("a"))), stalledConnection)
+      const fiber = yield* run(() => oneThenStall)
+      yield* TestClock.adjust(599)
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust(1)
+      const result = yield* Fiber.join(fiber)
+      expect(Either.getLeft(result).pipe(Option.map((e) => e.message))).toEqual(
+        Option.some("The model server stopped sending tokens for 500 ms")
+      )
     })
   )
 
@@ -143,7 +160,7 @@ describe("timeouts", () => {
       yield* TestClock.adjust(1)
       const result = yield* Fiber.join(fiber)
       expect(Either.getLeft(result).pipe(Option.map((e) => e.message))).toEqual(
-        Option.some("The model server stopped sending tokens for within 500 ms")
+        Option.some("The model server stopped sending tokens for 500 ms")
       )
     })
   )

@@ -5,7 +5,7 @@
  * memory, and Redis (with REDIS_URL) — the Redis script takes its time from the caller, so TestClock drives it too.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, FiberRef, Logger, LogLevel, Metric, Option, Redacted, Scope, TestClock } from "effect"
+import { Cause, Clock, Effect, Exit, FiberRef, Logger, LogLevel, Metric, Option, Redacted, Scope, TestClock } from "effect"
 import { HttpServerRequest } from "@effect/platform"
 import { type Caller, clientAddress } from "../src/Auth.js"
 import {
@@ -22,8 +22,8 @@ import {
 } from "../src/RateLimit.js"
 import { makeMemoryLimiterStore } from "../src/RateLimit/Memory.js"
 import { makeRedisLimiterStore } from "../src/RateLimit/Redis.js"
-import { isolatedPrefix } from "./support/redis.js"
-import { serviceUrl } from "./support/services.js"
+import { isolatedPrefix, privateRedisServer } from "./support/redis.js"
+import { eventually, serviceUrl } from "./support/services.js"
 
 const redisUrl = serviceUrl("REDIS_URL", "the rate limiter's tests on Redis")
 
@@ -325,6 +325,34 @@ describe("an unreachable store", () => {
       yield* run(service.request(alice))
       expect(lines.filter((line) => line.startsWith("WARN"))).toHaveLength(2)
     })
+  )
+})
+
+describe.runIf(redisUrl !== undefined)("a Redis store that stops answering", () => {
+  it.scopedLive("each call fails with LimiterStoreError after the command timeout; answered again once it is back", () =>
+    Effect.gen(function* () {
+      const server = yield* privateRedisServer
+      yield* Effect.addFinalizer(() => server.thaw)
+      const commandTimeoutMillis = 300
+      const store = yield* makeRedisLimiterStore({
+        url: Redacted.make(server.url),
+        connectTimeoutMillis: 2_000,
+        commandTimeoutMillis
+      })
+      const check = Check.Window({ key: "test:frozen", limit: 10, cost: 1, windowMillis: 60_000 })
+      yield* store.admit([check], Date.now())
+
+      yield* server.freeze
+      const start = yield* Clock.currentTimeMillis
+      const error = yield* Effect.flip(store.admit([check], Date.now()))
+      const waited = (yield* Clock.currentTimeMillis) - start
+      expect(error._tag).toBe("LimiterStoreError")
+      expect(waited).toBeGreaterThanOrEqual(commandTimeoutMillis - 50)
+      expect(waited).toBeLessThan(commandTimeoutMillis + 1_000)
+
+      yield* server.thaw
+      yield* eventually(Effect.either(store.admit([check], Date.now())), (result) => result._tag === "Right")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.Warning))
   )
 })
 

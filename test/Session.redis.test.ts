@@ -138,6 +138,45 @@ describe.runIf(redisUrl !== undefined)("Redis sessions", () => {
       })
     )
 
+    it.scopedLive("Redis that stops answering: each call fails after the command timeout, and recovers", () =>
+      Effect.gen(function* () {
+        const server = yield* privateRedisServer
+        // Resumed even when an expectation fails: a stopped process would not exit on the finalizer's SIGTERM.
+        yield* Effect.addFinalizer(() => server.thaw)
+        const commandTimeoutMillis = 300
+        const store = yield* redisStore(server.url, {
+          keyPrefix: privatePrefix,
+          commandTimeoutMillis,
+          lockTimeoutMillis: 5_000
+        })
+        yield* store.append("alice", sessionId(1), turn(1))
+
+        yield* server.freeze
+        for (const attempt of [
+          store.history("alice", sessionId(1)),
+          store.append("alice", sessionId(1), turn(2)),
+          Effect.scoped(store.lock("alice", sessionId(1)))
+        ]) {
+          const start = yield* Clock.currentTimeMillis
+          const error = yield* Effect.flip(attempt)
+          const waited = (yield* Clock.currentTimeMillis) - start
+          expect(error._tag).toBe("SessionUnavailable")
+          // Bounded by the command timeout, not by the lock's wait nor by Redis coming back.
+          expect(waited).toBeGreaterThanOrEqual(commandTimeoutMillis - 50)
+          expect(waited).toBeLessThan(commandTimeoutMillis + 1_000)
+        }
+
+        yield* server.thaw
+        yield* eventually(
+          Effect.either(store.history("alice", sessionId(1))),
+          (result) => result._tag === "Right"
+        )
+        const turns = Option.getOrThrow(yield* store.history("alice", sessionId(1)))
+        // The append that timed out may have reached Redis after all (a timeout says nothing either way).
+        expect(turns.length).toBeGreaterThanOrEqual(1)
+      })
+    )
+
     it.scopedLive("starting while Redis is down: start-up waits at most the connect timeout, then recovers", () =>
       Effect.gen(function* () {
         const server = yield* privateRedisServer

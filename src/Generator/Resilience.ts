@@ -172,16 +172,26 @@ export const makeCircuitBreaker = (threshold: number, cooldownMs: number, name: 
     return { admit, onSuccess, onFailure, state: Ref.get(state) } satisfies CircuitBreaker
   })
 
-const timeout = (what: string, ms: number) =>
-  new UpstreamError({ kind: "timeout", message: `The model server ${what} within ${ms} ms` })
+const timeout = (message: string) => new UpstreamError({ kind: "timeout", message: `The model server ${message}` })
 
 /** The next chunks of one attempt upstream; `None` once it has ended. */
 export type UpstreamPull = Effect.Effect<Chunk.Chunk<GenerationChunk>, Option.Option<UpstreamError>>
 
+/** The attempt a generation's watchdog is watching, and how long it may stay quiet. */
+interface Watched {
+  readonly scope: Scope.CloseableScope
+  /** When it started, or last produced a chunk. */
+  since: number
+  /** Quiet for GENERATOR_FIRST_TOKEN_TIMEOUT_MS before it, for GENERATOR_IDLE_TIMEOUT_MS after. */
+  producing: boolean
+  /** Why the watchdog closed it: what its pending read failed of. */
+  expired: Option.Option<UpstreamError>
+}
+
 /**
- * A generation made resilient, as pulls. `open` starts one attempt, in the scope it is given (closing that scope
- * aborts it); attempts are retried while they fail transiently before their first chunk. Once a chunk has been
- * produced the generation is never restarted: a later failure ends it.
+ * A generation made resilient, as pulls. `open` starts one attempt, in the scope it is given; closing that scope must
+ * abort it (its pending read then fails or ends). Attempts are retried while they fail transiently before their
+ * first chunk. Once a chunk has been produced the generation is never restarted: a later failure ends it.
  */
 export const resilientPull = (
   open: Effect.Effect<UpstreamPull, never, Scope.Scope>,
@@ -196,7 +206,7 @@ export const resilientPull = (
     // GENERATOR_DEADLINE_MS: what is left of it bounds every wait, from the first attempt to the last token.
     const deadline = Option.map(settings.deadlineMs, (ms) => ({
       at: clock.unsafeCurrentTimeMillis() + ms,
-      failure: Option.some(timeout("did not finish", ms))
+      failure: Option.some(timeout(`did not finish within ${ms} ms`))
     }))
     const withinDeadline = <A>(effect: Effect.Effect<A, Option.Option<UpstreamError>>) =>
       Option.match(deadline, {
@@ -212,21 +222,56 @@ export const resilientPull = (
         }
       })
 
+    // The first-token and idle timeouts: one watchdog fiber for the whole generation, rather than a timeout around
+    // the first read (two fibers and a race per attempt) and a timer raced against every token (fibers per token).
+    // When the attempt it watches stays quiet too long it closes the attempt's scope, which aborts the upstream
+    // request; the pending read then fails, and is told as a timeout.
+    let watched: Watched | undefined
+    // Its sleeps are never longer than the shorter limit, so that a limit that shrinks (first token → idle) is kept.
+    const longestSleepMs = Math.min(settings.firstTokenTimeoutMs, settings.idleTimeoutMs)
+    const watchdog: Effect.Effect<void> = Effect.suspend(() => {
+      const attempt = watched
+      if (attempt === undefined) return Effect.zipRight(Effect.sleep(longestSleepMs), watchdog)
+      const limit = attempt.producing ? settings.idleTimeoutMs : settings.firstTokenTimeoutMs
+      const left = limit - (clock.unsafeCurrentTimeMillis() - attempt.since)
+      if (left > 0) return Effect.zipRight(Effect.sleep(Math.min(left, longestSleepMs)), watchdog)
+      watched = undefined
+      attempt.expired = Option.some(
+        attempt.producing
+          ? timeout(`stopped sending tokens for ${settings.idleTimeoutMs} ms`)
+          : timeout(`sent no token within ${settings.firstTokenTimeoutMs} ms`)
+      )
+      return Effect.zipRight(Scope.close(attempt.scope, Exit.void), watchdog)
+    })
+    yield* Effect.forkScoped(watchdog)
+    /** The attempt ended or failed: nothing left to watch. */
+    const unwatch = Effect.sync(() => void (watched = undefined))
+
+    /** What the attempt's read failed of: the watchdog's reason, when it closed the attempt. */
+    const reasonOf = (attempt: Watched, error: Option.Option<UpstreamError>) =>
+      Option.isSome(attempt.expired) ? attempt.expired : error
+
     const attempt = Effect.gen(function* () {
       yield* breaker.admit.pipe(Effect.mapError(Option.some))
       // Each attempt gets its own scope: closing it aborts that attempt's upstream request.
       const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+      const current: Watched = {
+        scope,
+        since: clock.unsafeCurrentTimeMillis(),
+        producing: false,
+        expired: Option.none()
+      }
+      watched = current
       const pull = yield* Scope.extend(open, scope)
       const first = yield* pull.pipe(
-        Effect.timeoutFail({
-          duration: Duration.millis(settings.firstTokenTimeoutMs),
-          onTimeout: () => Option.some(timeout("sent no token", settings.firstTokenTimeoutMs))
-        }),
+        Effect.mapError((error) => reasonOf(current, error)),
         Effect.tapError(Option.match({ onNone: () => Effect.void, onSome: recordFailure })),
-        Effect.onError(() => Scope.close(scope, Exit.void))
+        Effect.onError(() => Effect.zipRight(unwatch, Scope.close(scope, Exit.void)))
       )
+      current.since = clock.unsafeCurrentTimeMillis()
+      current.producing = true
       yield* breaker.onSuccess
-      return { first, pull, scope }
+      return { first, pull, current }
     })
 
     const outcome = yield* attempt.pipe(
@@ -245,27 +290,13 @@ export const resilientPull = (
     const toClient = Effect.mapError(Option.map(toClientError))
     // `None`: the generation ended without producing anything.
     if (Either.isLeft(outcome)) return toClient(Effect.fail(outcome.left))
-    const { first, pull, scope } = outcome.right
-    // The idle timeout: one watchdog fiber for the whole generation, rather than a timer raced against every token
-    // (which forks fibers per token: most of the cost of relaying one). When tokens stop for `idleTimeoutMs` it
-    // closes the attempt's scope, which aborts the upstream request; the pending read then fails, as a timeout.
-    let lastChunkAt = clock.unsafeCurrentTimeMillis()
-    let idle = false
-    const watchdog: Effect.Effect<void> = Effect.suspend(() => {
-      const quietFor = clock.unsafeCurrentTimeMillis() - lastChunkAt
-      if (quietFor < settings.idleTimeoutMs) {
-        return Effect.zipRight(Effect.sleep(settings.idleTimeoutMs - quietFor), watchdog)
-      }
-      idle = true
-      return Scope.close(scope, Exit.void)
-    })
-    yield* Effect.forkScoped(watchdog)
+    const { first, pull, current } = outcome.right
     const next = pull.pipe(
-      Effect.map((chunk) => ((lastChunkAt = clock.unsafeCurrentTimeMillis()), chunk)),
-      Effect.mapError((error) =>
-        idle ? Option.some(timeout("stopped sending tokens for", settings.idleTimeoutMs)) : error
+      Effect.map((chunk) => ((current.since = clock.unsafeCurrentTimeMillis()), chunk)),
+      Effect.mapError((error) => reasonOf(current, error)),
+      Effect.tapError((error) =>
+        Effect.zipRight(unwatch, Option.match(error, { onNone: () => Effect.void, onSome: recordFailure }))
       ),
-      Effect.tapError(Option.match({ onNone: () => Effect.void, onSome: recordFailure })),
       withinDeadline,
       toClient
     )

@@ -113,13 +113,9 @@ export const makeRedisLimiterStore = (options: RedisLimiterOptions): Effect.Effe
                   ? client.eval(source, keys.length, ...keys, ...args)
                   : Promise.reject(error)
               ),
+          // Bounded in time by the client's `commandTimeout`.
           catch: (cause) => new LimiterStoreError({ message: errorMessage(cause) })
-        }).pipe(
-          Effect.timeoutFail({
-            duration: options.commandTimeoutMillis,
-            onTimeout: () => new LimiterStoreError({ message: `no answer within ${options.commandTimeoutMillis} ms` })
-          })
-        )
+        })
     }
     const admitScript = script(ADMIT)
     const adjustScript = script(ADJUST)

@@ -47,14 +47,19 @@ export const makeMemorySessions = (limits: MemoryLimits): SessionShape => {
     sessions.set(key, session)
   }
 
-  /** Takes the lock when free (check and set in one synchronous step), else waits for its release and tries again. */
+  /** Takes the lock if it is free: the check and the set in one synchronous step. */
+  const tryTake = (key: string, token: object) =>
+    Effect.sync(() => {
+      if (holders.has(key)) return false
+      holders.set(key, { token, released: Deferred.unsafeMake(FiberId.none) })
+      return true
+    })
+
+  /** Waits for the holder's release and tries again, until the lock is taken. */
   const take = (key: string, token: object): Effect.Effect<void> =>
     Effect.suspend(() => {
       const holder = holders.get(key)
-      if (holder === undefined) {
-        holders.set(key, { token, released: Deferred.unsafeMake(FiberId.none) })
-        return Effect.void
-      }
+      if (holder === undefined) return Effect.asVoid(tryTake(key, token))
       return Effect.zipRight(Deferred.await(holder.released), take(key, token))
     })
 
@@ -97,6 +102,7 @@ export const makeMemorySessions = (limits: MemoryLimits): SessionShape => {
         const token = {}
         return holdLock({
           id,
+          tryTake: tryTake(key, token),
           take: take(key, token),
           release: release(key, token),
           timeoutMillis: limits.lockTimeoutMillis

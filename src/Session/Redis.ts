@@ -73,13 +73,12 @@ export const makeRedisSessions = (options: RedisSessionOptions): Effect.Effect<S
     // Registered at 0 so that dashboards and alerts see the series before the first failure.
     for (const operation of operations) yield* Metric.incrementBy(Metric.tagged(storeErrors, "operation", operation), 0)
 
-    /** Every Redis call: bounded in time, counted and logged when it fails, and a 503 for the client. */
+    /**
+     * Every Redis call: counted and logged when it fails, and a 503 for the client. The client bounds each command
+     * in time itself (`commandTimeout`); an Effect timeout around it would cost two fibers and a timer per command.
+     */
     const guarded = <A>(operation: Operation, effect: Effect.Effect<A, unknown>) =>
       effect.pipe(
-        Effect.timeoutFail({
-          duration: options.commandTimeoutMillis,
-          onTimeout: () => new Error(`no answer within ${options.commandTimeoutMillis} ms`)
-        }),
         Effect.tapError((cause) =>
           Effect.zipRight(
             Metric.increment(Metric.tagged(storeErrors, "operation", operation)),
@@ -130,10 +129,8 @@ export const makeRedisSessions = (options: RedisSessionOptions): Effect.Effect<S
         )
         return holdLock({
           id,
-          take: Effect.repeat(attempt, { schedule: lockPolling, until: (taken) => taken }).pipe(
-            Effect.zipRight(Effect.forkScoped(renewals)),
-            Effect.asVoid
-          ),
+          tryTake: attempt,
+          take: Effect.asVoid(Effect.repeat(attempt, { schedule: lockPolling, until: (taken) => taken })),
           release: Effect.suspend(() =>
             attempted
               ? guarded(
@@ -143,7 +140,7 @@ export const makeRedisSessions = (options: RedisSessionOptions): Effect.Effect<S
               : Effect.void
           ),
           timeoutMillis: options.lockTimeoutMillis
-        })
+        }).pipe(Effect.zipRight(Effect.forkScoped(renewals)), Effect.asVoid)
       })
 
     const readiness: Effect.Effect<DependencyHealth> = Effect.suspend(() =>

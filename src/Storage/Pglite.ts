@@ -1,19 +1,19 @@
 /**
- * The embedded default: PostgreSQL compiled to WebAssembly (PGlite), in this process, with its data in
- * `${DATA_DIR}/pglite` so that it survives restarts. PGlite's socket server serves it to `PgClient` on a loopback
- * port, so that Storage runs the very code it runs against a PostgreSQL server.
+ * The embedded default: PostgreSQL compiled to WebAssembly (PGlite), in a worker thread of this process, with its
+ * data in `${DATA_DIR}/pglite` so that it survives restarts. PGlite's socket server serves it to `PgClient` on a
+ * loopback port, so that Storage runs the very code it runs against a PostgreSQL server.
  *
  * PGlite runs one query at a time and its socket server accepts one connection: the pool has one connection.
  * Only one process may open the data directory; a lock file next to it (with the holder's pid) refuses a second.
  */
-import { PGlite } from "@electric-sql/pglite"
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
 import type { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
+import { Worker } from "node:worker_threads"
 import { StartupError } from "../AppConfig.js"
+import type { PgliteWorkerMessage } from "./PgliteWorker.js"
 
 const failure = (what: string) => (error: unknown) =>
   new StartupError({ message: `${what}: ${error instanceof Error ? error.message : String(error)}` })
@@ -59,29 +59,61 @@ const lockFile = (path: string) =>
     )
   })
 
-/** PGlite with its socket server on a free loopback port; both stop when the scope closes. */
+/**
+ * The worker's code. Built, it is plain JS; under tsx (npm start, tests) it is TypeScript, and the worker registers
+ * tsx's loader before importing it (a worker does not inherit its parent's loader in Node 20).
+ */
+const startWorker = (dataDir: string) => {
+  const typescript = import.meta.url.endsWith(".ts")
+  const file = new URL(`./PgliteWorker.${typescript ? "ts" : "js"}`, import.meta.url)
+  const options = { workerData: { dataDir } }
+  return typescript
+    ? new Worker(
+        // Resolved from here, not from the working directory the eval'd code would resolve it from.
+        `import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))}).then(({ register }) => {
+          register()
+          return import(${JSON.stringify(file.href)})
+        })`,
+        { ...options, eval: true }
+      )
+    : new Worker(file, options)
+}
+
+/** How long PGlite may take to close its data directory cleanly before its thread is stopped. */
+const STOP_TIMEOUT = Duration.seconds(10)
+
+/** The next message of the worker, or its failure: an uncaught error, or its end. */
+const nextMessage = (worker: Worker) =>
+  Effect.async<PgliteWorkerMessage, StartupError>((resume) => {
+    const onMessage = (message: PgliteWorkerMessage) => resume(Effect.succeed(message))
+    const onError = (error: Error) => resume(Effect.fail(failure("the embedded database failed")(error)))
+    const onExit = (code: number) =>
+      resume(Effect.fail(new StartupError({ message: `the embedded database stopped (exit code ${code})` })))
+    worker.once("message", onMessage).once("error", onError).once("exit", onExit)
+    return Effect.sync(() => void worker.off("message", onMessage).off("error", onError).off("exit", onExit))
+  })
+
+/**
+ * PGlite with its socket server on a free loopback port, in a worker thread (`PgliteWorker.ts`); both stop when the
+ * scope closes.
+ */
 const servePglite = (dataDir: string) =>
   Effect.gen(function* () {
-    const db = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: () => PGlite.create({ dataDir }),
-        catch: failure(`cannot open the embedded database in ${dataDir}`)
-      }),
-      (db) => Effect.promise(() => db.close()).pipe(Effect.ignore)
+    const worker = yield* Effect.acquireRelease(
+      Effect.sync(() => startWorker(dataDir)),
+      (worker) =>
+        Effect.sync(() => worker.postMessage("stop")).pipe(
+          Effect.zipRight(nextMessage(worker)),
+          Effect.timeout(STOP_TIMEOUT),
+          Effect.ignore,
+          Effect.zipRight(Effect.promise(() => worker.terminate()))
+        )
     )
-    const server = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: async () => {
-          const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 })
-          await server.start()
-          return server
-        },
-        catch: failure("cannot serve the embedded database")
-      }),
-      (server) => Effect.promise(() => server.stop())
+    const started = yield* nextMessage(worker)
+    if ("port" in started) return started.port
+    return yield* failure(`cannot open the embedded database in ${dataDir}`)(
+      "error" in started ? started.error : "it stopped at once"
     )
-    // "127.0.0.1:<port>", once listening.
-    return Number(server.getServerConn().split(":").at(-1))
   })
 
 /**

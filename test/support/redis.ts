@@ -44,6 +44,9 @@ export interface RedisServer {
   readonly url: string
   readonly stop: Effect.Effect<void>
   readonly start: Effect.Effect<void>
+  /** Freezes the server (SIGSTOP): connections stay open and nothing is answered. */
+  readonly freeze: Effect.Effect<void>
+  readonly thaw: Effect.Effect<void>
 }
 
 const launch = (port: number) =>
@@ -79,7 +82,9 @@ export const privateRedisServer: Effect.Effect<RedisServer, never, Scope.Scope> 
   return {
     url: `redis://127.0.0.1:${port}`,
     stop: Effect.suspend(() => terminate(child)),
-    start: Effect.map(launch(port), (started) => void (child = started))
+    start: Effect.map(launch(port), (started) => void (child = started)),
+    freeze: Effect.sync(() => void child.kill("SIGSTOP")),
+    thaw: Effect.sync(() => void child.kill("SIGCONT"))
   }
 })
 
