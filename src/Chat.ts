@@ -35,6 +35,7 @@ import { Session, type SessionBusy, SessionNotFound, type SessionUnavailable } f
 import { promptBudget, promptTokens, slidingWindow } from "./Session/Window.js"
 import { Storage, type StorageUnavailable } from "./Storage.js"
 import { Tokenizer } from "./Tokenizer.js"
+import { onScopeClose } from "./lib/finalizer.js"
 
 const windowTruncations = Metric.counter("nexxi_session_window_truncations_total", {
   description: "Prompts from which the oldest turns of the session were left out to fit the model's context.",
@@ -326,7 +327,12 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
             )
             if (input.supplied === undefined) {
               yield* session
-                .append(owner, sessionId, new Turn({ user: userMessage, assistant }))
+                .append(
+                  owner,
+                  sessionId,
+                  // Its two messages were checked when they were made.
+                  new Turn({ user: userMessage, assistant }, { disableValidation: true })
+                )
                 .pipe(Effect.withSpan("Session.save"))
             }
             yield* storage
@@ -385,7 +391,7 @@ export class Chat extends Effect.Service<Chat>()("nexxi/Chat", {
         const generation = yield* generator.open(request)
         // A reply cut short (client gone, shutdown, model failure) is still part of the conversation; one that
         // never started is not. The turn's scope closes however it ended: the reply is saved then, if it was not.
-        yield* Effect.addFinalizer(() =>
+        yield* onScopeClose(() =>
           saved || reply.length === 0
             ? Effect.void
             : save(undefined).pipe(

@@ -26,6 +26,7 @@ import type { MetricProducer } from "@opentelemetry/sdk-metrics"
 import { Effect, Metric, MetricBoundaries, MetricLabel } from "effect"
 import type { Scope } from "effect"
 import { processMetrics } from "./Metrics/Process.js"
+import { onScopeClose } from "./lib/finalizer.js"
 
 // --- HTTP ------------------------------------------------------------------------------------------------------
 
@@ -107,9 +108,11 @@ export const activeStreams = Metric.gauge("nexxi_chat_active_streams", {
  * const tracked = Stream.unwrapScoped(Effect.as(trackActiveStream, chunks))
  * ```
  */
-export const trackActiveStream: Effect.Effect<void, never, Scope.Scope> = Effect.acquireRelease(
-  Metric.increment(activeStreams),
-  () => Metric.incrementBy(activeStreams, -1)
+export const trackActiveStream: Effect.Effect<void, never, Scope.Scope> = Effect.uninterruptible(
+  Effect.zipRight(
+    Metric.increment(activeStreams),
+    onScopeClose(() => Metric.incrementBy(activeStreams, -1))
+  )
 )
 
 // --- Exposition ------------------------------------------------------------------------------------------------

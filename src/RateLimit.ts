@@ -21,6 +21,7 @@ import { Clock, Context, Data, Duration, Effect, FiberRef, Metric, Option, Schem
 import { randomUUID } from "node:crypto"
 import type { Caller } from "./Auth.js"
 import { asErrorBody, ClientError, retryAfter } from "./Domain/Errors.js"
+import { onScopeClose } from "./lib/finalizer.js"
 
 // --- What clients see -------------------------------------------------------------------------------------------
 
@@ -364,7 +365,7 @@ export const makeRateLimit = (store: LimiterStore, options: RateLimitOptions): E
           if (Option.isNone(admission) || admission.value.states.length === 0) return notLimited
 
           if (concurrency > 0) {
-            yield* Effect.addFinalizer(() =>
+            yield* onScopeClose(() =>
               store.release(concurrencyKey, leaseId).pipe(
                 // Unreleased, it expires by itself after LEASE_TTL.
                 Effect.catchAll((error) =>
@@ -402,7 +403,7 @@ export const makeRateLimit = (store: LimiterStore, options: RateLimitOptions): E
                       )
                     )
             })
-          yield* Effect.addFinalizer(() => settle(estimate.promptTokens))
+          yield* onScopeClose(() => settle(estimate.promptTokens))
           return { settle }
         })
       ).pipe(Effect.withSpan("RateLimit.turn"))

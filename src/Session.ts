@@ -11,6 +11,7 @@ import { Context, Effect, type Option, type Scope } from "effect"
 import { ClientError, retryAfter } from "./Domain/Errors.js"
 import type { DependencyHealth } from "./Domain/Health.js"
 import type { SessionId, Turn } from "./Domain/Session.js"
+import { onScopeClose } from "./lib/finalizer.js"
 
 export class SessionNotFound extends ClientError<SessionNotFound>()(
   "SessionNotFound",
@@ -71,7 +72,7 @@ export const holdLock = (options: {
   readonly timeoutMillis: number
 }): Effect.Effect<void, SessionBusy | SessionUnavailable, Scope.Scope> =>
   Effect.zipRight(
-    Effect.addFinalizer(() => options.release),
+    onScopeClose(() => options.release),
     Effect.flatMap(options.tryTake, (taken) =>
       taken
         ? Effect.void

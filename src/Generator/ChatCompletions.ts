@@ -25,6 +25,7 @@ import {
   UpstreamError,
   type UpstreamPull
 } from "./Resilience.js"
+import { acquireSync } from "../lib/finalizer.js"
 
 /** The model the request names: the router's choice of model; TGI serves one and ignores it. */
 export interface ChatTarget {
@@ -185,8 +186,8 @@ export const pullOfBatches = (read: () => Promise<EventBatch | undefined>, onEnd
  */
 export const abortOnClose = Effect.gen(function* () {
   let ended = false
-  const controller = yield* Effect.acquireRelease(
-    Effect.sync(() => new AbortController()),
+  const controller = yield* acquireSync(
+    () => new AbortController(),
     (controller) => Effect.sync(() => ended || controller.abort())
   )
   return { signal: controller.signal, ended: () => void (ended = true) }

@@ -12,6 +12,7 @@ import {
   Generator,
   type GeneratorShape
 } from "../Generator.js"
+import { onScopeClose } from "../lib/finalizer.js"
 
 /** Sub-second to a minute: from a warm GPU's first token to a long generation. */
 const latencyBoundaries = MetricBoundaries.fromIterable([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
@@ -97,7 +98,7 @@ export const instrumented = (
           return Metric.increment(Metric.tagged(finishReasons, "reason", reason))
         })
       // Neither completed nor failed when its scope closes: the consumer stopped it (client gone, shutdown).
-      yield* Effect.addFinalizer((exit) => end("interrupted", exit))
+      yield* onScopeClose((exit) => end("interrupted", exit))
 
       const captured = (key: string, text: () => string) =>
         Option.match(capture, {

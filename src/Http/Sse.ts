@@ -6,6 +6,7 @@ import { Cause, type Chunk, Effect, Option, Stream } from "effect"
 import { type ErrorDetail, errorDetails } from "../Domain/Errors.js"
 import { trackActiveStream } from "../Metrics.js"
 import { currentRequestId } from "./RequestId.js"
+import { acquireSync } from "../lib/finalizer.js"
 
 /** One event; `data` is sent as it is (JSON, or OpenAI's `[DONE]`). */
 export const sseEvent = (data: string, event = "message") =>
@@ -98,8 +99,8 @@ export const eventStreamResponse = <A, E extends { readonly _tag: string; readon
   Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
     const connection = NodeHttpServerRequest.toServerResponse(request)
     let lastWrite = Date.now()
-    const keepAlive = Effect.acquireRelease(
-      Effect.sync(() =>
+    const keepAlive = acquireSync(
+      () =>
         setInterval(
           () => {
             if (Date.now() - lastWrite < keepAliveMs) return
@@ -110,8 +111,7 @@ export const eventStreamResponse = <A, E extends { readonly _tag: string; readon
             connection.write(KEEP_ALIVE)
           },
           Math.max(10, Math.floor(keepAliveMs / 2))
-        ).unref()
-      ),
+        ).unref(),
       (timer) => Effect.sync(() => clearInterval(timer))
     )
     const bytes = Effect.map(bodyPull(body), (chunk) => ((lastWrite = Date.now()), chunk))

@@ -13,7 +13,6 @@ import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
 import { Worker } from "node:worker_threads"
 import { StartupError } from "../AppConfig.js"
-import type { PgliteWorkerMessage } from "./PgliteWorker.js"
 
 const failure = (what: string) => (error: unknown) =>
   new StartupError({ message: `${what}: ${error instanceof Error ? error.message : String(error)}` })
@@ -59,25 +58,11 @@ const lockFile = (path: string) =>
     )
   })
 
-/**
- * The worker's code. Built, it is plain JS; under tsx (npm start, tests) it is TypeScript, and the worker registers
- * tsx's loader before importing it (a worker does not inherit its parent's loader in Node 20).
- */
-const startWorker = (dataDir: string) => {
-  const typescript = import.meta.url.endsWith(".ts")
-  const file = new URL(`./PgliteWorker.${typescript ? "ts" : "js"}`, import.meta.url)
-  const options = { workerData: { dataDir } }
-  return typescript
-    ? new Worker(
-        // Resolved from here, not from the working directory the eval'd code would resolve it from.
-        `import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))}).then(({ register }) => {
-          register()
-          return import(${JSON.stringify(file.href)})
-        })`,
-        { ...options, eval: true }
-      )
-    : new Worker(file, options)
-}
+/** What the worker (`PgliteWorker.mjs`) answers. */
+type PgliteWorkerMessage = { readonly port: number } | { readonly error: string } | { readonly stopped: true }
+
+const startWorker = (dataDir: string) =>
+  new Worker(new URL("./PgliteWorker.mjs", import.meta.url), { workerData: { dataDir } })
 
 /** How long PGlite may take to close its data directory cleanly before its thread is stopped. */
 const STOP_TIMEOUT = Duration.seconds(10)
@@ -94,7 +79,7 @@ const nextMessage = (worker: Worker) =>
   })
 
 /**
- * PGlite with its socket server on a free loopback port, in a worker thread (`PgliteWorker.ts`); both stop when the
+ * PGlite with its socket server on a free loopback port, in a worker thread (`PgliteWorker.mjs`); both stop when the
  * scope closes.
  */
 const servePglite = (dataDir: string) =>
