@@ -61,8 +61,9 @@ const lockFile = (path: string) =>
 /** What the worker (`PgliteWorker.mjs`) answers. */
 type PgliteWorkerMessage = { readonly port: number } | { readonly error: string } | { readonly stopped: true }
 
+/** None of the parent's node flags (a TypeScript loader, a preloaded probe) apply to a thread that runs PGlite. */
 const startWorker = (dataDir: string) =>
-  new Worker(new URL("./PgliteWorker.mjs", import.meta.url), { workerData: { dataDir } })
+  new Worker(new URL("./PgliteWorker.mjs", import.meta.url), { workerData: { dataDir }, execArgv: [] })
 
 /** How long PGlite may take to close its data directory cleanly before its thread is stopped. */
 const STOP_TIMEOUT = Duration.seconds(10)
