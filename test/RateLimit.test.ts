@@ -5,7 +5,20 @@
  * memory, and Redis (with REDIS_URL) — the Redis script takes its time from the caller, so TestClock drives it too.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Clock, Effect, Exit, FiberRef, Logger, LogLevel, Metric, Option, Redacted, Scope, TestClock } from "effect"
+import {
+  Cause,
+  Clock,
+  Effect,
+  Exit,
+  FiberRef,
+  Logger,
+  LogLevel,
+  Metric,
+  Option,
+  Redacted,
+  Scope,
+  TestClock
+} from "effect"
 import { HttpServerRequest } from "@effect/platform"
 import { type Caller, clientAddress } from "../src/Auth.js"
 import {
@@ -329,30 +342,32 @@ describe("an unreachable store", () => {
 })
 
 describe.runIf(redisUrl !== undefined)("a Redis store that stops answering", () => {
-  it.scopedLive("each call fails with LimiterStoreError after the command timeout; answered again once it is back", () =>
-    Effect.gen(function* () {
-      const server = yield* privateRedisServer
-      yield* Effect.addFinalizer(() => server.thaw)
-      const commandTimeoutMillis = 300
-      const store = yield* makeRedisLimiterStore({
-        url: Redacted.make(server.url),
-        connectTimeoutMillis: 2_000,
-        commandTimeoutMillis
-      })
-      const check = Check.Window({ key: "test:frozen", limit: 10, cost: 1, windowMillis: 60_000 })
-      yield* store.admit([check], Date.now())
+  it.scopedLive(
+    "each call fails with LimiterStoreError after the command timeout; answered again once it is back",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* privateRedisServer
+        yield* Effect.addFinalizer(() => server.thaw)
+        const commandTimeoutMillis = 300
+        const store = yield* makeRedisLimiterStore({
+          url: Redacted.make(server.url),
+          connectTimeoutMillis: 2_000,
+          commandTimeoutMillis
+        })
+        const check = Check.Window({ key: "test:frozen", limit: 10, cost: 1, windowMillis: 60_000 })
+        yield* store.admit([check], Date.now())
 
-      yield* server.freeze
-      const start = yield* Clock.currentTimeMillis
-      const error = yield* Effect.flip(store.admit([check], Date.now()))
-      const waited = (yield* Clock.currentTimeMillis) - start
-      expect(error._tag).toBe("LimiterStoreError")
-      expect(waited).toBeGreaterThanOrEqual(commandTimeoutMillis - 50)
-      expect(waited).toBeLessThan(commandTimeoutMillis + 1_000)
+        yield* server.freeze
+        const start = yield* Clock.currentTimeMillis
+        const error = yield* Effect.flip(store.admit([check], Date.now()))
+        const waited = (yield* Clock.currentTimeMillis) - start
+        expect(error._tag).toBe("LimiterStoreError")
+        expect(waited).toBeGreaterThanOrEqual(commandTimeoutMillis - 50)
+        expect(waited).toBeLessThan(commandTimeoutMillis + 1_000)
 
-      yield* server.thaw
-      yield* eventually(Effect.either(store.admit([check], Date.now())), (result) => result._tag === "Right")
-    }).pipe(Logger.withMinimumLogLevel(LogLevel.Warning))
+        yield* server.thaw
+        yield* eventually(Effect.either(store.admit([check], Date.now())), (result) => result._tag === "Right")
+      }).pipe(Logger.withMinimumLogLevel(LogLevel.Warning))
   )
 })
 

@@ -167,10 +167,7 @@ describe.runIf(redisUrl !== undefined)("Redis sessions", () => {
         }
 
         yield* server.thaw
-        yield* eventually(
-          Effect.either(store.history("alice", sessionId(1))),
-          (result) => result._tag === "Right"
-        )
+        yield* eventually(Effect.either(store.history("alice", sessionId(1))), (result) => result._tag === "Right")
         const turns = Option.getOrThrow(yield* store.history("alice", sessionId(1)))
         // The append that timed out may have reached Redis after all (a timeout says nothing either way).
         expect(turns.length).toBeGreaterThanOrEqual(1)
