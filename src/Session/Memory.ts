@@ -55,12 +55,14 @@ export const makeMemorySessions = (limits: MemoryLimits): SessionShape => {
       return true
     })
 
-  /** Waits for the holder's release and tries again, until the lock is taken. */
+  /** Tries, and while it is taken waits for its holder's release and tries again. */
   const take = (key: string, token: object): Effect.Effect<void> =>
-    Effect.suspend(() => {
+    Effect.flatMap(tryTake(key, token), (taken) => {
+      if (taken) return Effect.void
       const holder = holders.get(key)
-      if (holder === undefined) return Effect.asVoid(tryTake(key, token))
-      return Effect.zipRight(Deferred.await(holder.released), take(key, token))
+      return holder === undefined
+        ? take(key, token)
+        : Effect.zipRight(Deferred.await(holder.released), take(key, token))
     })
 
   const release = (key: string, token: object) =>
