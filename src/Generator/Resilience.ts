@@ -230,18 +230,18 @@ export const resilientPull = (
     // Its sleeps are never longer than the shorter limit, so that a limit that shrinks (first token → idle) is kept.
     const longestSleepMs = Math.min(settings.firstTokenTimeoutMs, settings.idleTimeoutMs)
     const watchdog: Effect.Effect<void> = Effect.suspend(() => {
-      const attempt = watched
-      if (attempt === undefined) return Effect.zipRight(Effect.sleep(longestSleepMs), watchdog)
-      const limit = attempt.producing ? settings.idleTimeoutMs : settings.firstTokenTimeoutMs
-      const left = limit - (clock.unsafeCurrentTimeMillis() - attempt.since)
+      const current = watched
+      if (current === undefined) return Effect.zipRight(Effect.sleep(longestSleepMs), watchdog)
+      const limit = current.producing ? settings.idleTimeoutMs : settings.firstTokenTimeoutMs
+      const left = limit - (clock.unsafeCurrentTimeMillis() - current.since)
       if (left > 0) return Effect.zipRight(Effect.sleep(Math.min(left, longestSleepMs)), watchdog)
       watched = undefined
-      attempt.expired = Option.some(
-        attempt.producing
+      current.expired = Option.some(
+        current.producing
           ? timeout(`stopped sending tokens for ${settings.idleTimeoutMs} ms`)
           : timeout(`sent no token within ${settings.firstTokenTimeoutMs} ms`)
       )
-      return Effect.zipRight(Scope.close(attempt.scope, Exit.void), watchdog)
+      return Effect.zipRight(Scope.close(current.scope, Exit.void), watchdog)
     })
     yield* Effect.forkScoped(watchdog)
     /** The attempt ended or failed: nothing left to watch. */

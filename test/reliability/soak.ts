@@ -68,12 +68,12 @@ const chaos = (target: { readonly url: string }) =>
 
 const program = Effect.gen(function* () {
   const tgi = yield* startTgi({ replyTokens: 60, tokensPerSecond: 400 })
-  const redis = process.env.REDIS_URL
+  const sessionStore = process.env.REDIS_URL
     ? { REDIS_URL: process.env.REDIS_URL, REDIS_KEY_PREFIX: `nexxi-soak:${randomUUID()}:` }
     : // Sessions in memory fill their bound (10,000 by default) for longer than the soak lasts, which reads as a
       // trend: bounded lower, they are full before the warm-up ends, and only growth beyond the bound shows.
       { SESSION_MAX_SESSIONS: "500" }
-  const nexxi = yield* nexxiProcess({ GENERATOR: "tgi", TGI_URL: tgi.url, LOG_LEVEL: "warn", ...redis })
+  const nexxi = yield* nexxiProcess({ GENERATOR: "tgi", TGI_URL: tgi.url, LOG_LEVEL: "warn", ...sessionStore })
   const pid = nexxi.child.pid!
   console.log(
     `soak: ${minutes} min of mixed traffic against pid ${pid} (${nexxi.url}), a sample every ${sampleSeconds} s`
